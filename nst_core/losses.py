@@ -1,0 +1,94 @@
+"""Gatys et al. losses in keras.ops: content, Gram-matrix style, total variation.
+
+Conventions (chosen so default weights behave alike at any image size, layer or style):
+- images are RGB in [0, 1], batch-first (B, H, W, 3);
+- content and style losses are relative errors: the mean squared difference divided by the
+  mean square of the target, so 0 is a perfect match and 1 is "as far as the target is from
+  zero", whatever the layer's activation scale (raw VGG19 Gram errors span 1e2..1e12);
+- a Gram matrix is normalized by the number of positions H*W;
+- total variation is the mean absolute difference between neighbouring pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from keras import ops
+
+from nst_core.model import preprocess
+
+
+def gram_matrix(features):
+    """Channel correlations of (B, H, W, C) features, normalized by H*W: shape (B, C, C)."""
+    shape = ops.shape(features)
+    flat = ops.reshape(features, (shape[0], -1, shape[3]))
+    positions = ops.cast(ops.shape(flat)[1], features.dtype)
+    return ops.einsum("bpc,bpd->bcd", flat, flat) / positions
+
+
+def _relative_error(value, target):
+    return ops.mean(ops.square(value - target)) / (ops.mean(ops.square(target)) + 1e-12)
+
+
+def content_loss(features, target):
+    """Relative squared difference between two activations of the same layer."""
+    return _relative_error(features, target)
+
+
+def style_loss(features, target_gram):
+    """Relative squared difference between the Gram matrix of `features` and a target Gram."""
+    return _relative_error(gram_matrix(features), target_gram)
+
+
+def total_variation(image):
+    """Mean absolute difference between horizontally and vertically adjacent pixels."""
+    dy = image[:, 1:, :, :] - image[:, :-1, :, :]
+    dx = image[:, :, 1:, :] - image[:, :, :-1, :]
+    return ops.mean(ops.abs(dy)) + ops.mean(ops.abs(dx))
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float
+    style: float
+    tv: float
+    style_layers: tuple[float, ...]
+
+
+LossFn = Callable[..., tuple]
+
+
+def temporal_loss(image, anchor):
+    """Masked mean squared change from the previous output, where the input did not change.
+
+    `anchor` is (previous output, mask in [0, 1] shaped (B, H, W, 1), weight). Flow-free: the
+    mask comes from the input frames only, so moving regions stay free to follow the motion.
+    """
+    previous, mask, weight = anchor
+    return weight * ops.mean(mask * ops.square(image - previous))
+
+
+def make_loss_fn(model, n_content: int, weights: LossWeights) -> LossFn:
+    """Return loss(image, content_targets, style_grams, anchor=None) -> 5 terms.
+
+    The terms are (total, content, style, tv, temporal); `model` outputs the content layers
+    first, then the style layers. Targets are arguments, not constants, so one compiled step
+    serves every frame of a video.
+    """
+
+    def loss(image, content_targets: Sequence, style_grams: Sequence, anchor=None):
+        outputs = model(preprocess(image))
+        content = sum(
+            content_loss(f, t) for f, t in zip(outputs[:n_content], content_targets, strict=True)
+        )
+        style = sum(
+            w * style_loss(f, g)
+            for w, f, g in zip(weights.style_layers, outputs[n_content:], style_grams, strict=True)
+        )
+        tv = total_variation(image)
+        temporal = temporal_loss(image, anchor) if anchor is not None else ops.zeros(())
+        total = weights.content * content + weights.style * style + weights.tv * tv + temporal
+        return total, content, style, tv, temporal
+
+    return loss

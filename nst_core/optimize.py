@@ -1,0 +1,176 @@
+"""Optimizers that update the image itself: Adam (compiled step) and L-BFGS (scipy).
+
+The TensorFlow step is compiled with tf.function: eager Conv2D gradients also compute the
+frozen filters' gradients and cost twice as much. XLA was measured slower on CPU, so it is
+off by default (see benchmarks/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from nst_core.losses import LossFn
+
+Progress = Callable[[int, float], None]
+
+
+@dataclass
+class LossCurve:
+    """Per-iteration loss terms of one optimization run."""
+
+    total: list[float] = field(default_factory=list)
+    content: list[float] = field(default_factory=list)
+    style: list[float] = field(default_factory=list)
+    tv: list[float] = field(default_factory=list)
+    temporal: list[float] = field(default_factory=list)
+
+    def append(self, *terms: float) -> None:
+        """Record (total, content, style, tv, temporal) of one step."""
+        series = (self.total, self.content, self.style, self.tv, self.temporal)
+        for values, value in zip(series, terms, strict=True):
+            values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+
+class EarlyStop:
+    """Stop when the best loss improved by less than `tolerance` (relative) in `patience` steps.
+
+    Comparing best-so-far values, not raw ones, keeps Adam's noisy steps from stopping early.
+    """
+
+    def __init__(self, tolerance: float, patience: int) -> None:
+        self.tolerance = tolerance
+        self.patience = patience
+        self._best: list[float] = []
+
+    def update(self, loss: float) -> bool:
+        best = min(loss, self._best[-1]) if self._best else loss
+        self._best.append(best)
+        if self.tolerance <= 0 or len(self._best) <= self.patience:
+            return False
+        before = self._best[-1 - self.patience]
+        return (before - best) <= self.tolerance * abs(before)
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    learning_rate: float = 0.02
+    beta1: float = 0.99
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+
+class AdamState:
+    """Adam moments for an image; kept across frames of a video to avoid re-churning them."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.m = tf.Variable(tf.zeros(shape), trainable=False)
+        self.v = tf.Variable(tf.zeros(shape), trainable=False)
+        self.t = tf.Variable(0.0, trainable=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.m.shape)
+
+
+class AdamStepper:
+    """Runs Adam on an image variable with one compiled step per image shape."""
+
+    def __init__(self, loss_fn: LossFn, config: AdamConfig, jit_compile: bool = False) -> None:
+        self.config = config
+        self._loss_fn = loss_fn
+        self._step = tf.function(self._step_eager, jit_compile=jit_compile, reduce_retracing=True)
+
+    def _step_eager(self, image, state: AdamState, content_targets, style_grams, anchor):
+        c = self.config
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            terms = self._loss_fn(image, content_targets, style_grams, anchor)
+        grad = tape.gradient(terms[0], image)
+        state.t.assign_add(1.0)
+        state.m.assign(c.beta1 * state.m + (1 - c.beta1) * grad)
+        state.v.assign(c.beta2 * state.v + (1 - c.beta2) * tf.square(grad))
+        m_hat = state.m / (1 - tf.pow(c.beta1, state.t))
+        v_hat = state.v / (1 - tf.pow(c.beta2, state.t))
+        update = c.learning_rate * m_hat / (tf.sqrt(v_hat) + c.epsilon)
+        image.assign(tf.clip_by_value(image - update, 0.0, 1.0))
+        return tf.stack(terms)
+
+    def run(
+        self,
+        init: np.ndarray,
+        iterations: int,
+        content_targets: Sequence,
+        style_grams: Sequence,
+        *,
+        anchor: tuple | None = None,
+        state: AdamState | None = None,
+        stop: EarlyStop | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, LossCurve, AdamState]:
+        """Optimize from `init` (B, H, W, 3 in [0, 1]); returns image, loss curve, Adam state.
+
+        The loss recorded at step i is that of the image before update i; the returned image
+        is the one after the last update. `anchor` adds the temporal term (see losses).
+        """
+        image = tf.Variable(init, dtype=tf.float32)
+        if state is None or state.shape != tuple(init.shape):
+            state = AdamState(init.shape)
+        curve = LossCurve()
+        for i in range(iterations):
+            terms = self._step(image, state, content_targets, style_grams, anchor).numpy()
+            curve.append(*map(float, terms))
+            if progress:
+                progress(i + 1, float(terms[0]))
+            if stop and stop.update(float(terms[0])):
+                break
+        return image.numpy(), curve, state
+
+
+def run_lbfgs(
+    loss_fn: LossFn,
+    init: np.ndarray,
+    iterations: int,
+    content_targets: Sequence,
+    style_grams: Sequence,
+    *,
+    tolerance: float = 0.0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, LossCurve]:
+    """L-BFGS-B on the pixels (bounded to [0, 1]) with TensorFlow gradients, via scipy."""
+    from scipy.optimize import Bounds, minimize
+
+    shape = init.shape
+    curve = LossCurve()
+
+    @tf.function(reduce_retracing=True)
+    def value_and_grad(flat):
+        image = tf.reshape(flat, shape)
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            terms = loss_fn(image, content_targets, style_grams)
+        return tf.stack(terms), tf.reshape(tape.gradient(terms[0], image), [-1])
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        terms, grad = value_and_grad(tf.constant(x, dtype=tf.float32))
+        terms = terms.numpy()
+        curve.append(*map(float, terms))
+        if progress:
+            progress(len(curve), float(terms[0]))
+        return float(terms[0]), grad.numpy().astype("float64")
+
+    result = minimize(
+        fun,
+        init.astype("float64").ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=Bounds(0.0, 1.0),
+        options={"maxiter": iterations, "maxfun": iterations, "ftol": tolerance, "gtol": 0.0},
+    )
+    return result.x.reshape(shape).astype("float32"), curve

@@ -1,0 +1,132 @@
+"""One validated settings object for a stylization, with a stable hash.
+
+The hash keys caches, job ids and run manifests: two runs with equal settings (and equal
+inputs) produce the same output, so they may share results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nst_core.errors import InvalidSettingsError
+
+MAX_SIZE = 4096
+VGG19_LAYERS = tuple(
+    f"block{block}_conv{conv}"
+    for block, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+    for conv in range(1, convs + 1)
+)
+DEFAULT_STYLE_LAYERS = (
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+)
+
+
+class StyleSettings(BaseModel):
+    """Everything that determines a stylized image besides the input pixels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(512, gt=0, le=MAX_SIZE, description="Longest side of the output, px.")
+    iterations: int = Field(500, ge=0, le=100_000)
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    learning_rate: float = Field(0.02, gt=0, le=10)
+    beta1: float = Field(0.99, ge=0, lt=1)
+    epsilon: float = Field(1e-8, gt=0)
+    content_weight: float = Field(1.0, ge=0)
+    style_weight: float = Field(5.0, ge=0)
+    tv_weight: float = Field(0.1, ge=0)
+    style_blend_weights: tuple[float, ...] | None = None
+    style_scale: float = Field(1.0, gt=0, le=8)
+    init: Literal["content", "noise", "image"] = "content"
+    original_colors: bool = False
+    pooling: Literal["max", "avg"] = "max"
+    scales: int = Field(1, ge=1, le=6, description="Coarse-to-fine pyramid levels.")
+    seed: int = 0
+    content_layers: tuple[str, ...] = ("block4_conv2",)
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    tolerance: float = Field(
+        1e-3, ge=0, description="Early stop: relative loss improvement over `patience` steps."
+    )
+    patience: int = Field(25, ge=1)
+
+    @model_validator(mode="after")
+    def _check_layers_and_weights(self) -> StyleSettings:
+        for name in (*self.content_layers, *self.style_layers):
+            if name not in VGG19_LAYERS:
+                raise ValueError(f"unknown layer {name!r}; choose from {', '.join(VGG19_LAYERS)}")
+        if not self.content_layers or not self.style_layers:
+            raise ValueError("content_layers and style_layers must not be empty")
+        _check_weights("style_layer_weights", self.style_layer_weights, len(self.style_layers))
+        _check_weights("style_blend_weights", self.style_blend_weights, None)
+        return self
+
+    def blend_weights(self, n_styles: int) -> tuple[float, ...]:
+        """Normalized blend weights for `n_styles` style images (equal by default)."""
+        weights = self.style_blend_weights or (1.0,) * n_styles
+        if len(weights) != n_styles:
+            raise InvalidSettingsError(
+                f"style_blend_weights has {len(weights)} values for {n_styles} style image(s)"
+            )
+        total = sum(weights)
+        return tuple(w / total for w in weights)
+
+    def layer_weights(self) -> tuple[float, ...]:
+        """Per-style-layer weights, equal by default."""
+        return self.style_layer_weights or (1.0,) * len(self.style_layers)
+
+    def stable_hash(self) -> str:
+        """sha256 of the canonical JSON form: equal settings give equal hashes across runs."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_weights(name: str, weights: tuple[float, ...] | None, expected: int | None) -> None:
+    if weights is None:
+        return
+    if expected is not None and len(weights) != expected:
+        raise ValueError(f"{name} has {len(weights)} values, expected {expected}")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"{name} must be non-negative with a positive sum")
+
+
+def make_settings(_model: type[StyleSettings] = StyleSettings, **values: object) -> StyleSettings:
+    """Build settings (None means default), turning failures into one-line InvalidSettingsError."""
+    try:
+        return _model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidSettingsError(f"invalid setting {where}: {message}") from None
+
+
+class VideoSettings(StyleSettings):
+    """Settings of a frame chain: the image settings plus warm starting and the temporal term.
+
+    `iterations` is the budget of a warm-started frame; `first_iterations` that of a cold
+    start (the first frame and every scene cut).
+    """
+
+    iterations: int = Field(40, ge=0, le=100_000)
+    first_iterations: int = Field(400, ge=0, le=100_000)
+    frame_init: Literal["prev", "prev+delta", "content"] = "prev"
+    carry_state: bool = Field(True, description="Keep Adam's moments across warm frames.")
+    temporal_weight: float = Field(0.0, ge=0)
+    motion_sigma: float = Field(
+        0.05, gt=0, description="Input change (0..1) at which the temporal mask falls to 1/e."
+    )
+    scene_threshold: float = Field(0.3, ge=0, le=1)
+
+
+def make_video_settings(**values: object) -> VideoSettings:
+    """Video settings with the same one-line errors as make_settings."""
+    return make_settings(_model=VideoSettings, **values)

@@ -1,0 +1,244 @@
+"""Stylize one image: targets from the content and style images, then optimize the pixels.
+
+`StyleTransfer` holds what is shared by every image of a job (the VGG19 features, the style
+Gram targets, the compiled step) so a video reuses them frame after frame; `stylize_image`
+is the one-image entry point with the coarse-to-fine pyramid and colour preservation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from keras import ops
+
+from nst_core.errors import InvalidInputError, InvalidSettingsError
+from nst_core.images import fit_size, resize
+from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
+from nst_core.model import feature_model, preprocess
+from nst_core.optimize import AdamConfig, AdamState, AdamStepper, EarlyStop, Progress, run_lbfgs
+from nst_core.settings import StyleSettings
+from nst_core.weights import WeightsInfo
+
+
+# VGG19 halves the resolution before blocks 2..5; a layer in block k needs 2**(k-1) pixels.
+def _min_side(layers: Sequence[str]) -> int:
+    deepest_block = max(int(name[5]) for name in layers)
+    return 2 ** (deepest_block - 1)
+
+
+@dataclass
+class StylizeStats:
+    """What one stylization did: losses before/after, per-term final losses, the curve."""
+
+    initial_loss: float
+    final_loss: float
+    content_loss: float
+    style_loss: float
+    tv_loss: float
+    iterations: int
+    seconds: float
+    loss_curve: list[float] = field(default_factory=list)
+
+    def as_dict(self, with_curve: bool = False) -> dict:
+        data = asdict(self)
+        if not with_curve:
+            data.pop("loss_curve")
+        return data
+
+
+class StyleTransfer:
+    """The Gatys et al. problem for a fixed set of styles and settings."""
+
+    def __init__(
+        self,
+        styles: Sequence[np.ndarray],
+        settings: StyleSettings,
+        weights: WeightsInfo | None = None,
+    ) -> None:
+        if not styles:
+            raise InvalidSettingsError("at least one style image is required")
+        self.settings = settings
+        self.styles = [np.asarray(s, dtype="float32") for s in styles]
+        self.blend = settings.blend_weights(len(self.styles))
+        layers = (*settings.content_layers, *settings.style_layers)
+        self.model = feature_model(layers, settings.pooling, weights)
+        self.n_content = len(settings.content_layers)
+        self.loss_fn = make_loss_fn(
+            self.model,
+            self.n_content,
+            LossWeights(
+                settings.content_weight,
+                settings.style_weight,
+                settings.tv_weight,
+                settings.layer_weights(),
+            ),
+        )
+        self.adam = AdamStepper(
+            self.loss_fn,
+            AdamConfig(settings.learning_rate, settings.beta1, epsilon=settings.epsilon),
+        )
+        self._grams: dict[int, list] = {}
+        self.min_side = _min_side(layers)
+
+    def features(self, image: np.ndarray) -> list:
+        return list(
+            self.model(preprocess(ops.convert_to_tensor(image[None] if image.ndim == 3 else image)))
+        )
+
+    def style_grams(self, height: int, width: int) -> list:
+        """Blended Gram targets, with style images sized `style_scale` x the output size."""
+        longest = max(1, round(self.settings.style_scale * max(height, width)))
+        if longest not in self._grams:
+            per_style = [
+                [weight * gram_matrix(f) for f in self._style_features(style, longest)]
+                for weight, style in zip(self.blend, self.styles, strict=True)
+            ]
+            self._grams[longest] = [
+                sum(layer_grams) for layer_grams in zip(*per_style, strict=True)
+            ]
+        return self._grams[longest]
+
+    def _style_features(self, style: np.ndarray, longest: int) -> list:
+        height, width = fit_size(*style.shape[:2], longest)
+        if min(height, width) < self.min_side:
+            raise InvalidSettingsError(
+                f"style image too small at style_scale {self.settings.style_scale}: "
+                f"{width}x{height} px, the layers need at least {self.min_side} px"
+            )
+        return self.features(resize(style, height, width))[self.n_content :]
+
+    def content_targets(self, content: np.ndarray) -> list:
+        return self.features(content)[: self.n_content]
+
+    def check_size(self, height: int, width: int) -> None:
+        if min(height, width) < self.min_side:
+            raise InvalidSettingsError(
+                f"image too small: {width}x{height} px, the chosen layers need at least "
+                f"{self.min_side} px on the shorter side"
+            )
+
+    def loss(self, image: np.ndarray, content: np.ndarray) -> tuple[float, ...]:
+        """(total, content, style, tv, temporal=0) of `image` (H, W, 3) against `content`."""
+        targets = self.content_targets(content)
+        grams = self.style_grams(*image.shape[:2])
+        terms = self.loss_fn(ops.convert_to_tensor(image[None]), targets, grams)
+        return tuple(float(ops.convert_to_numpy(t)) for t in terms)
+
+    def optimize(
+        self,
+        init: np.ndarray,
+        content: np.ndarray,
+        iterations: int,
+        *,
+        state: AdamState | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[float], AdamState | None]:
+        """Run the configured optimizer from `init` towards `content`'s stylization."""
+        height, width = content.shape[:2]
+        self.check_size(height, width)
+        targets = self.content_targets(content)
+        grams = self.style_grams(height, width)
+        s = self.settings
+        if s.optimizer == "lbfgs":
+            image, curve = run_lbfgs(
+                self.loss_fn, init[None], iterations, targets, grams, progress=progress
+            )
+            return image[0], curve.total, None
+        stop = EarlyStop(s.tolerance, s.patience)
+        image, curve, state = self.adam.run(
+            init[None], iterations, targets, grams, state=state, stop=stop, progress=progress
+        )
+        return image[0], curve.total, state
+
+
+def initial_image(
+    content: np.ndarray, settings: StyleSettings, init_image: np.ndarray | None = None
+) -> np.ndarray:
+    """The starting pixels: the content, seeded uniform noise, or a given image."""
+    height, width = content.shape[:2]
+    if settings.init == "noise":
+        rng = np.random.default_rng(settings.seed)
+        return rng.uniform(0.0, 1.0, size=content.shape).astype("float32")
+    if settings.init == "image":
+        if init_image is None:
+            raise InvalidSettingsError("init 'image' needs an init image")
+        return resize(init_image, height, width)
+    return content.copy()
+
+
+def preserve_colors(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Keep the stylized luminance and the content's chroma (BT.601 YUV)."""
+    to_yuv = np.array(
+        [[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]],
+        dtype="float32",
+    )
+    luma = stylized @ to_yuv[0]
+    chroma = content @ to_yuv[1:].T
+    yuv = np.concatenate([luma[..., None], chroma], axis=-1)
+    return np.clip(yuv @ np.linalg.inv(to_yuv).T, 0.0, 1.0).astype("float32")
+
+
+def pyramid_sizes(height: int, width: int, settings: StyleSettings) -> list[tuple[int, int]]:
+    """Output sizes from coarse to fine; the finest has its longest side at settings.size."""
+    levels = settings.scales
+    return [fit_size(height, width, round(settings.size / 2**k)) for k in reversed(range(levels))]
+
+
+def stylize_image(
+    content: np.ndarray,
+    styles: Sequence[np.ndarray],
+    settings: StyleSettings,
+    *,
+    init_image: np.ndarray | None = None,
+    weights: WeightsInfo | None = None,
+    progress: Progress | None = None,
+    transfer: StyleTransfer | None = None,
+) -> tuple[np.ndarray, StylizeStats]:
+    """Stylize `content` (float RGB in [0, 1]) with `styles`; returns (image, stats).
+
+    With settings.scales > 1 the result of each pyramid level, upsampled, initializes the
+    next, so large outputs get their coarse structure cheaply.
+    """
+    if content.ndim != 3 or content.shape[-1] != 3:
+        raise InvalidInputError(f"content must be an RGB image, got shape {content.shape}")
+    started = time.perf_counter()
+    transfer = transfer or StyleTransfer(styles, settings, weights)
+    sizes = pyramid_sizes(*content.shape[:2], settings)
+    transfer.check_size(*sizes[0])
+    full = resize(content, *sizes[-1])
+    image = initial_image(resize(content, *sizes[0]), settings, init_image)
+    initial_loss = transfer.loss(initial_image(full, settings, init_image), full)[0]
+    curve: list[float] = []
+    for level, (height, width) in enumerate(sizes):
+        level_content = resize(content, height, width)
+        if level:
+            image = resize(image, height, width)
+
+        def report(i: int, loss: float, done: int = len(curve)) -> None:
+            if progress:
+                progress(done + i, loss)
+
+        image, level_curve, _ = transfer.optimize(
+            image, level_content, settings.iterations, progress=report
+        )
+        curve += level_curve
+    if settings.original_colors:
+        image = preserve_colors(image, full)
+    total, content_term, style_term, tv_term, _ = transfer.loss(image, full)
+    stats = StylizeStats(
+        initial_loss=initial_loss,
+        final_loss=total,
+        content_loss=content_term,
+        style_loss=style_term,
+        tv_loss=tv_term,
+        iterations=len(curve),
+        seconds=time.perf_counter() - started,
+        loss_curve=curve,
+    )
+    return image, stats
+
+
+__all__ = ["StyleTransfer", "StylizeStats", "stylize_image"]

@@ -1,0 +1,48 @@
+"""Shared fixtures: small real images and the real (offline-provisioned) VGG19 weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def vgg_weights():
+    """The real VGG19 weights, resolved once (provisioned by `make test` before pytest)."""
+    from nst_core.weights import resolve_weights
+
+    return resolve_weights()
+
+
+def _small(path: Path, longest: int) -> np.ndarray:
+    from nst_core.images import fit_size, load_image, resize
+
+    image = load_image(path)
+    return resize(image, *fit_size(*image.shape[:2], longest))
+
+
+@pytest.fixture(scope="session")
+def content_64() -> np.ndarray:
+    return _small(ASSETS / "content" / "bottles.jpg", 64)
+
+
+@pytest.fixture(scope="session")
+def starry_64() -> np.ndarray:
+    return _small(ASSETS / "styles" / "starry_night.jpg", 64)
+
+
+@pytest.fixture(scope="session")
+def scream_64() -> np.ndarray:
+    return _small(ASSETS / "styles" / "the_scream.jpg", 64)

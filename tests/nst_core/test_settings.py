@@ -1,0 +1,43 @@
+import pytest
+
+from nst_core.errors import InvalidSettingsError
+from nst_core.settings import MAX_SIZE, make_settings
+
+
+def test_stable_hash_equal_for_equal_settings_and_differs_otherwise():
+    assert make_settings(size=64).stable_hash() == make_settings(size=64).stable_hash()
+    assert make_settings(size=64).stable_hash() != make_settings(size=65).stable_hash()
+    assert len(make_settings().stable_hash()) == 64
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"size": 0}, "size"),
+        ({"size": -5}, "size"),
+        ({"size": MAX_SIZE + 1}, "size"),
+        ({"content_weight": -1.0}, "content_weight"),
+        ({"style_weight": -1.0}, "style_weight"),
+        ({"tv_weight": -1.0}, "tv_weight"),
+        ({"content_layers": ("block9_conv9",)}, "unknown layer 'block9_conv9'"),
+        ({"style_layers": ("relu1_1",)}, "unknown layer 'relu1_1'"),
+        ({"style_layer_weights": (1.0, 2.0)}, "expected 5"),
+        ({"style_blend_weights": (-1.0, 2.0)}, "non-negative"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"no_such_flag": 1}, "no_such_flag"),
+    ],
+)
+def test_invalid_settings_give_one_line_error(values, fragment):
+    with pytest.raises(InvalidSettingsError) as caught:
+        make_settings(**values)
+    message = str(caught.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_blend_weights_must_match_style_count_and_are_normalized():
+    settings = make_settings(style_blend_weights=(1.0, 3.0))
+    assert settings.blend_weights(2) == (0.25, 0.75)
+    with pytest.raises(InvalidSettingsError, match="2 values for 3 style"):
+        settings.blend_weights(3)
+    assert make_settings().blend_weights(4) == (0.25,) * 4
