@@ -1,0 +1,189 @@
+"""The `nst` command line: weights, image, video, demo.
+
+User errors print one line on stderr and exit 2 (usage) or 1 (runtime); no traceback.
+Heavy imports (TensorFlow) happen inside commands so `nst --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Before anything imports TensorFlow: keep its C++ start-up chatter off the user's terminal.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from nst_cli import options  # noqa: E402
+from nst_cli.progress import progress_bar  # noqa: E402
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Neural style transfer (Gatys et al., VGG19) for images and videos.",
+)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr muted: its C++ start-up logs ignore TF_CPP_MIN_LOG_LEVEL.
+
+    Python exceptions still propagate; only the native library's banner is dropped.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@app.command()
+def weights(
+    vgg_weights: options.VggWeights = None,
+    verify: Annotated[bool, typer.Option(help="Re-hash the weights file and check it.")] = False,
+    refetch: Annotated[bool, typer.Option(help="Drop the cache and fetch again.")] = False,
+) -> None:
+    """Find (or fetch) the VGG19 weights and say where they came from."""
+    from nst_core.weights import clear_cache, describe, resolve_weights
+
+    if refetch:
+        clear_cache()
+    info = resolve_weights(vgg_weights, verify=verify)
+    typer.echo(describe(info))
+
+
+@app.command()
+def image(
+    content: Annotated[Path, typer.Argument(help="Content image.")],
+    styles: Annotated[list[Path], typer.Argument(help="One or more style images.")],
+    output: options.Output,
+    size: options.Size = 512,
+    iterations: options.Iterations = 500,
+    optimizer: options.Optimizer = "adam",
+    learning_rate: options.LearningRate = None,
+    content_weight: options.ContentWeight = None,
+    style_weight: options.StyleWeight = None,
+    tv_weight: options.TvWeight = None,
+    style_blend_weights: options.StyleBlendWeights = None,
+    style_scale: options.StyleScale = None,
+    init: options.Init = "content",
+    original_colors: options.OriginalColors = False,
+    pooling: options.Pooling = "max",
+    scales: options.Scales = 1,
+    seed: options.Seed = 0,
+    content_layers: options.ContentLayers = None,
+    style_layers: options.StyleLayers = None,
+    style_layer_weights: options.StyleLayerWeights = None,
+    tolerance: options.Tolerance = None,
+    vgg_weights: options.VggWeights = None,
+    as_json: options.Json = False,
+) -> None:
+    """Stylize one image."""
+    import_tensorflow_quietly()
+    from nst_core import load_image, save_image, stylize_image
+    from nst_core.weights import resolve_weights
+
+    settings, init_image = options.build_settings(
+        size=size,
+        iterations=iterations,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        content_weight=content_weight,
+        style_weight=style_weight,
+        tv_weight=tv_weight,
+        style_blend_weights=style_blend_weights,
+        style_scale=style_scale,
+        init=init,
+        original_colors=original_colors,
+        pooling=pooling,
+        scales=scales,
+        seed=seed,
+        content_layers=content_layers,
+        style_layers=style_layers,
+        style_layer_weights=style_layer_weights,
+        tolerance=tolerance,
+    )
+    options.check_output(output)
+    content_pixels = load_image(content)
+    style_pixels = [load_image(path) for path in styles]
+    init_pixels = load_image(init_image) if init_image else None
+    weights_info = resolve_weights(vgg_weights)
+    total = settings.iterations * settings.scales
+    with progress_bar("stylizing", total, enabled=not as_json) as advance:
+        result, stats = stylize_image(
+            content_pixels,
+            style_pixels,
+            settings,
+            init_image=init_pixels,
+            weights=weights_info,
+            progress=lambda i, loss: advance(i, loss),
+        )
+    save_image(result, output)
+    report = {
+        **stats.as_dict(),
+        "output": str(output),
+        "settings_hash": settings.stable_hash(),
+        "weights": weights_info.origin,
+    }
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        typer.echo(
+            f"wrote {output} ({stats.iterations} iterations, {stats.seconds:.1f} s, "
+            f"loss {stats.initial_loss:.4g} -> {stats.final_loss:.4g})"
+        )
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("output"),
+    size: options.Size = 384,
+    iterations: options.Iterations = 300,
+) -> None:
+    """Stylize the bundled content photo with the bundled Starry Night."""
+    output.mkdir(parents=True, exist_ok=True)
+    image(
+        content=ASSETS / "content" / "bottles.jpg",
+        styles=[ASSETS / "styles" / "starry_night.jpg"],
+        output=output / "bottles_starry_night.jpg",
+        size=size,
+        iterations=iterations,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn user errors into one line and an exit code."""
+    from nst_core.errors import NSTError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args or ["--help"], standalone_mode=False)
+    except typer.Abort:
+        typer.echo("nst: aborted", err=True)
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.TyperException as error:  # usage errors (exit 2) and other click errors
+        typer.echo(f"nst: error: {error.format_message()}", err=True)
+        return getattr(error, "exit_code", 2)
+    except NSTError as error:
+        typer.echo(f"nst: error: {error}", err=True)
+        return error.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Shared CLI options, named like neural-style's flags, and their translation to settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nst_core.errors import InvalidInputError, InvalidSettingsError
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output file.")]
+Size = Annotated[int, typer.Option(help="Longest side of the output, px.")]
+Iterations = Annotated[int, typer.Option(help="Optimizer iterations (per pyramid level).")]
+Optimizer = Annotated[str, typer.Option(help="adam or lbfgs.")]
+LearningRate = Annotated[float | None, typer.Option(help="Adam step size (image in 0..1).")]
+ContentWeight = Annotated[float | None, typer.Option(help="Weight of the content loss.")]
+StyleWeight = Annotated[float | None, typer.Option(help="Weight of the style loss.")]
+TvWeight = Annotated[float | None, typer.Option(help="Weight of total variation.")]
+StyleBlendWeights = Annotated[
+    str | None, typer.Option(help="Comma-separated weights, one per style image.")
+]
+StyleScale = Annotated[float | None, typer.Option(help="Style image size relative to output.")]
+Init = Annotated[str, typer.Option(help="content, noise, or the path of an init image.")]
+OriginalColors = Annotated[
+    bool, typer.Option("--original-colors", help="Keep the content's colours.")
+]
+Pooling = Annotated[str, typer.Option(help="max or avg.")]
+Scales = Annotated[int, typer.Option(help="Coarse-to-fine pyramid levels.")]
+Seed = Annotated[int, typer.Option(help="Seed for noise init.")]
+ContentLayers = Annotated[str | None, typer.Option(help="Comma-separated VGG19 layers.")]
+StyleLayers = Annotated[str | None, typer.Option(help="Comma-separated VGG19 layers.")]
+StyleLayerWeights = Annotated[
+    str | None, typer.Option(help="Comma-separated weights, one per style layer.")
+]
+Tolerance = Annotated[
+    float | None, typer.Option(help="Early stop below this relative improvement; 0 disables.")
+]
+VggWeights = Annotated[
+    Path | None,
+    typer.Option(envvar="NST_VGG19_WEIGHTS", help="VGG19 weights file (.npz, .h5 or .bin)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")]
+
+
+def parse_list(name: str, text: str | None, kind: type = str) -> tuple | None:
+    """'a,b,c' -> ('a', 'b', 'c') converted by `kind`; None stays None."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidSettingsError(f"invalid {name}: {text!r} is not a list of numbers") from None
+
+
+def build_settings(*, init: str, **values):
+    """Settings from CLI values; returns (settings, init image path or None)."""
+    from nst_core.settings import make_settings
+
+    init_image = None
+    if init not in ("content", "noise"):
+        init_image, init = Path(init), "image"
+    settings = make_settings(
+        init=init,
+        style_blend_weights=parse_list(
+            "style_blend_weights", values.pop("style_blend_weights"), float
+        ),
+        style_layer_weights=parse_list(
+            "style_layer_weights", values.pop("style_layer_weights"), float
+        ),
+        content_layers=parse_list("content_layers", values.pop("content_layers")),
+        style_layers=parse_list("style_layers", values.pop("style_layers")),
+        **values,
+    )
+    return settings, init_image
+
+
+def check_output(path: Path) -> None:
+    """Fail before any work when the output's folder does not exist."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidInputError(f"{path}: output folder {folder} does not exist")
