@@ -60,13 +60,13 @@ LossFn = Callable[..., tuple]
 
 
 def temporal_loss(image, anchor):
-    """Masked mean squared change from the previous output, where the input did not change.
+    """Masked mean squared difference from a reference output, where the input is unchanged.
 
-    `anchor` is (previous output, mask in [0, 1] shaped (B, H, W, 1), weight). Flow-free: the
+    `anchor` is (reference output, mask in [0, 1] shaped (B, H, W, 1), weight). Flow-free: the
     mask comes from the input frames only, so moving regions stay free to follow the motion.
     """
-    previous, mask, weight = anchor
-    return weight * ops.mean(mask * ops.square(image - previous))
+    reference, mask, weight = anchor
+    return weight * ops.mean(mask * ops.square(image - reference))
 
 
 def make_loss_fn(model, n_content: int, weights: LossWeights) -> LossFn:

@@ -61,7 +61,7 @@ class EarlyStop:
 @dataclass(frozen=True)
 class AdamConfig:
     learning_rate: float = 0.02
-    beta1: float = 0.99
+    beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-8
 

@@ -38,7 +38,7 @@ class StyleSettings(BaseModel):
     iterations: int = Field(500, ge=0, le=100_000)
     optimizer: Literal["adam", "lbfgs"] = "adam"
     learning_rate: float = Field(0.02, gt=0, le=10)
-    beta1: float = Field(0.99, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
     epsilon: float = Field(1e-8, gt=0)
     content_weight: float = Field(1.0, ge=0)
     style_weight: float = Field(5.0, ge=0)
@@ -120,7 +120,7 @@ class VideoSettings(StyleSettings):
     first_iterations: int = Field(400, ge=0, le=100_000)
     frame_init: Literal["prev", "prev+delta", "content"] = "prev"
     carry_state: bool = Field(True, description="Keep Adam's moments across warm frames.")
-    temporal_weight: float = Field(0.0, ge=0)
+    temporal_weight: float = Field(1e4, ge=0, description="Pull of still pixels to the reference.")
     motion_sigma: float = Field(
         0.05, gt=0, description="Input change (0..1) at which the temporal mask falls to 1/e."
     )

@@ -1,0 +1,91 @@
+"""Frame chains with the real VGG19 on 48-64 px frames."""
+
+import numpy as np
+import pytest
+
+from nst_core.metrics import frame_changes
+from nst_core.settings import make_video_settings
+from nst_core.stylize import StyleTransfer
+from nst_core.temporal import FrameChain, still_mask
+
+BASE = {"size": 64, "tolerance": 0.0, "first_iterations": 8, "iterations": 3}
+
+
+@pytest.fixture(scope="module")
+def moving_frames(content_64):
+    """Six frames of the bundled photo panning right by 2 px per frame."""
+    return [np.roll(content_64, 2 * t, axis=1) for t in range(6)]
+
+
+def _chain(styles, vgg_weights, **values):
+    settings = make_video_settings(**{**BASE, **values})
+    return FrameChain(StyleTransfer(styles, settings, vgg_weights), settings)
+
+
+def test_first_frame_and_cuts_cold_start_others_warm(moving_frames, starry_64, vgg_weights):
+    chain = _chain([starry_64], vgg_weights)
+    stats = [s for _, s in chain.run(moving_frames, cuts=[3])]
+    assert [s.cold_start for s in stats] == [True, False, False, True, False, False]
+    assert [s.iterations for s in stats] == [8, 3, 3, 8, 3, 3]
+    assert [s.index for s in stats] == list(range(6))
+
+
+def test_content_init_stylizes_every_frame_independently(moving_frames, starry_64, vgg_weights):
+    chain = _chain([starry_64], vgg_weights, frame_init="content")
+    stats = [s for _, s in chain.run(moving_frames[:3])]
+    assert all(s.cold_start and s.iterations == 8 for s in stats)
+
+
+def test_prev_plus_delta_adds_the_input_change(moving_frames, starry_64, vgg_weights):
+    chain = _chain([starry_64], vgg_weights, frame_init="prev+delta")
+    first, _ = chain.step(moving_frames[0])
+    init = chain._warm_init(moving_frames[1])
+    expected = np.clip(first + moving_frames[1] - moving_frames[0], 0, 1)
+    np.testing.assert_allclose(init, expected, atol=1e-6)
+
+
+def test_still_mask_is_one_where_nothing_moved():
+    previous = np.zeros((4, 4, 3), "float32")
+    current = previous.copy()
+    current[0, 0] = 0.5
+    mask = still_mask(current, previous, sigma=0.05)
+    assert mask.shape == (4, 4, 1)
+    assert mask[1:, 1:].min() == 1.0 and mask[0, 0, 0] < 1e-6
+
+
+def test_warm_start_tracks_content_cheaper_than_cold(moving_frames, starry_64, vgg_weights):
+    """A warm frame with 1/4 of the budget ends near the loss of a cold start."""
+    warm = _chain([starry_64], vgg_weights, first_iterations=60, iterations=15)
+    warm_stats = [s for _, s in warm.run(moving_frames[:3])]
+    cold = _chain([starry_64], vgg_weights, first_iterations=60, frame_init="content")
+    cold_stats = [s for _, s in cold.run(moving_frames[:3])]
+    for w, c in zip(warm_stats[1:], cold_stats[1:], strict=True):
+        assert w.iterations * 4 == c.iterations
+        assert w.loss < 1.2 * c.loss
+
+
+def test_guarded_chain_holds_a_static_input_still(content_64, starry_64, vgg_weights):
+    """Fresh Adam per frame churns a static scene; carried state + the temporal term do not."""
+    static = [content_64] * 8
+    common = {"first_iterations": 150, "iterations": 15}
+    naive = [
+        f
+        for f, _ in _chain(
+            [starry_64], vgg_weights, **common, carry_state=False, temporal_weight=0.0
+        ).run(static)
+    ]
+    guarded = [f for f, _ in _chain([starry_64], vgg_weights, **common).run(static)]
+    naive_change = np.mean(frame_changes(naive[1:]))
+    guarded_change = np.mean(frame_changes(guarded[1:]))
+    assert guarded_change < 1.0 < naive_change  # in 1/255 units
+    assert np.abs(guarded[-1] - guarded[1]).mean() * 255 < 2.0
+
+
+def test_temporal_term_leaves_moving_pixels_free(moving_frames, starry_64, vgg_weights):
+    """A pan moves every pixel: the mask is ~0, so the term must not pin the old output."""
+    common = {"first_iterations": 100, "iterations": 10}
+    with_term = _chain([starry_64], vgg_weights, **common, temporal_weight=1e4)
+    without = _chain([starry_64], vgg_weights, **common, temporal_weight=0.0)
+    a = [s.loss for _, s in with_term.run(moving_frames)]
+    b = [s.loss for _, s in without.run(moving_frames)]
+    assert a[-1] < 1.1 * b[-1]
