@@ -122,14 +122,14 @@ def image(
     init_pixels = load_image(init_image) if init_image else None
     weights_info = resolve_weights(vgg_weights)
     total = settings.iterations * settings.scales
-    with progress_bar("stylizing", total, enabled=not as_json) as advance:
+    with progress_bar("stylizing", total, enabled=not as_json) as bar:
         result, stats = stylize_image(
             content_pixels,
             style_pixels,
             settings,
             init_image=init_pixels,
             weights=weights_info,
-            progress=lambda i, loss: advance(i, loss),
+            progress=bar.update,
         )
     save_image(result, output)
     report = {
@@ -144,6 +144,92 @@ def image(
         typer.echo(
             f"wrote {output} ({stats.iterations} iterations, {stats.seconds:.1f} s, "
             f"loss {stats.initial_loss:.4g} -> {stats.final_loss:.4g})"
+        )
+
+
+@app.command()
+def video(
+    source: Annotated[Path, typer.Argument(help="Input video.")],
+    styles: Annotated[list[Path], typer.Argument(help="One or more style images.")],
+    output: options.Output,
+    size: options.Size = 256,
+    first_iterations: options.FirstIterations = None,
+    iterations: options.Iterations = 40,
+    frame_init: options.FrameInit = "prev",
+    scene_threshold: options.SceneThreshold = None,
+    temporal_weight: options.TemporalWeight = None,
+    start: options.Start = 0.0,
+    duration: options.Duration = None,
+    max_frames: options.MaxFrames = None,
+    learning_rate: options.LearningRate = None,
+    content_weight: options.ContentWeight = None,
+    style_weight: options.StyleWeight = None,
+    tv_weight: options.TvWeight = None,
+    style_blend_weights: options.StyleBlendWeights = None,
+    style_scale: options.StyleScale = None,
+    original_colors: options.OriginalColors = False,
+    pooling: options.Pooling = "max",
+    content_layers: options.ContentLayers = None,
+    style_layers: options.StyleLayers = None,
+    style_layer_weights: options.StyleLayerWeights = None,
+    tolerance: options.Tolerance = None,
+    crf: options.Crf = 18,
+    vgg_weights: options.VggWeights = None,
+    as_json: options.Json = False,
+) -> None:
+    """Stylize a video: warm-started frame chain, same frames, fps and audio as the input."""
+    import_tensorflow_quietly()
+    from nst_core import load_image
+    from nst_core.settings import VideoSettings
+    from nst_core.weights import resolve_weights
+    from tasks.stylize import stylize_clip
+
+    settings, _ = options.build_settings(
+        model=VideoSettings,
+        init="content",
+        size=size,
+        first_iterations=first_iterations,
+        iterations=iterations,
+        frame_init=frame_init,
+        scene_threshold=scene_threshold,
+        temporal_weight=temporal_weight,
+        learning_rate=learning_rate,
+        content_weight=content_weight,
+        style_weight=style_weight,
+        tv_weight=tv_weight,
+        style_blend_weights=style_blend_weights,
+        style_scale=style_scale,
+        original_colors=original_colors,
+        pooling=pooling,
+        content_layers=content_layers,
+        style_layers=style_layers,
+        style_layer_weights=style_layer_weights,
+        tolerance=tolerance,
+    )
+    options.check_output(output)
+    style_pixels = [load_image(path) for path in styles]
+    weights_info = resolve_weights(vgg_weights)
+    with progress_bar("stylizing", 0, enabled=not as_json, unit="frames") as bar:
+        result = stylize_clip(
+            source,
+            style_pixels,
+            output,
+            settings,
+            start_seconds=start,
+            duration=duration,
+            max_frames=max_frames,
+            crf=crf,
+            weights=weights_info,
+            on_plan=bar.set_total,
+            progress=lambda stats: bar.step(stats.loss),
+        )
+    report = {**result.summary(), "settings_hash": settings.stable_hash()}
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        typer.echo(
+            f"wrote {output} ({result.frames} frames, {result.iterations} iterations, "
+            f"{result.seconds:.1f} s)"
         )
 
 

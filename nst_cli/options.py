@@ -40,6 +40,22 @@ VggWeights = Annotated[
     Path | None,
     typer.Option(envvar="NST_VGG19_WEIGHTS", help="VGG19 weights file (.npz, .h5 or .bin)."),
 ]
+FirstIterations = Annotated[
+    int | None, typer.Option(help="Iterations of a cold start (first frame, scene cuts).")
+]
+FrameInit = Annotated[
+    str, typer.Option("--init", help="Warm start: prev, prev+delta, or content (independent).")
+]
+SceneThreshold = Annotated[
+    float | None, typer.Option(help="ffmpeg scene score that starts a new shot; 0 disables.")
+]
+TemporalWeight = Annotated[
+    float | None, typer.Option(help="Pull of unchanged pixels to their earlier output.")
+]
+Start = Annotated[float, typer.Option(help="Start time, seconds.")]
+Duration = Annotated[float | None, typer.Option(help="Length to stylize, seconds.")]
+MaxFrames = Annotated[int | None, typer.Option(help="Stylize at most this many frames.")]
+Crf = Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is better).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")]
 
 
@@ -53,14 +69,15 @@ def parse_list(name: str, text: str | None, kind: type = str) -> tuple | None:
         raise InvalidSettingsError(f"invalid {name}: {text!r} is not a list of numbers") from None
 
 
-def build_settings(*, init: str, **values):
-    """Settings from CLI values; returns (settings, init image path or None)."""
-    from nst_core.settings import make_settings
+def build_settings(*, init: str, model: type | None = None, **values):
+    """Settings (StyleSettings or `model`) from CLI values; returns (settings, init image)."""
+    from nst_core.settings import StyleSettings, make_settings
 
     init_image = None
     if init not in ("content", "noise"):
         init_image, init = Path(init), "image"
     settings = make_settings(
+        model or StyleSettings,
         init=init,
         style_blend_weights=parse_list(
             "style_blend_weights", values.pop("style_blend_weights"), float
@@ -78,5 +95,7 @@ def build_settings(*, init: str, **values):
 def check_output(path: Path) -> None:
     """Fail before any work when the output's folder does not exist."""
     folder = path.parent
-    if not folder.is_dir():
+    if not folder.exists():
         raise InvalidInputError(f"{path}: output folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InvalidInputError(f"{path}: output folder {folder} is not a folder")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -11,6 +11,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -29,12 +30,28 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:.1f} {self.unit}/s" if task.speed else "")
 
 
+class Bar:
+    """Handle on one progress task: set its total, move it, show the latest loss."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def set_total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def update(self, done: int, loss: float) -> None:
+        self._progress.update(self._task, completed=done, loss=loss)
+
+    def step(self, loss: float) -> None:
+        self._progress.update(self._task, advance=1, loss=loss)
+
 
 @contextmanager
 def progress_bar(
     label: str, total: int, *, enabled: bool = True, unit: str = "it"
-) -> Iterator[Callable[[int, float], None]]:
-    """Yield advance(done, loss); draws a bar with rate and ETA when stderr is a terminal."""
+) -> Iterator[Bar]:
+    """Yield a Bar; draws rate, elapsed time and ETA when enabled and stderr is a terminal."""
     console = Console(stderr=True)
     columns = (
         TextColumn("{task.description}"),
@@ -46,9 +63,4 @@ def progress_bar(
         TextColumn("loss {task.fields[loss]:.4g}"),
     )
     with Progress(*columns, console=console, disable=not (enabled and console.is_terminal)) as bar:
-        task = bar.add_task(label, total=total, loss=float("nan"))
-
-        def advance(done: int, loss: float) -> None:
-            bar.update(task, completed=done, loss=loss)
-
-        yield advance
+        yield Bar(bar, bar.add_task(label, total=total or None, loss=float("nan")))

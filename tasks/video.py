@@ -672,7 +672,7 @@ def _frame_stream(args: list[str], path: Path, width: int, height: int,
 # --------------------------------------------------------------------------- outputs
 
 
-def _check_output_path(out: Path) -> None:
+def check_output_path(out: Path) -> None:
     """Fail before any work when the destination cannot be written."""
     folder = out.parent
     if not folder.exists():
@@ -754,7 +754,7 @@ def write_frames(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps
     atomically (temporary name + rename), and nothing is left behind on failure.
     """
     out = Path(path)
-    _check_output_path(out)
+    check_output_path(out)
     rate = _as_fps(fps)
     it = iter(frames)
     first = next(it, None)
@@ -814,7 +814,7 @@ def concat(segments: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
     All their streams are kept. The output is written atomically; returns its path.
     """
     dest = Path(out)
-    _check_output_path(dest)
+    check_output_path(dest)
     if not segments:
         raise InvalidInputError(f"{dest}: no segments to concatenate")
     paths = [_check_input_file(s) for s in segments]
@@ -831,30 +831,34 @@ def concat(segments: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
 
 
 def mux_audio(video: str | os.PathLike[str], source: str | os.PathLike[str],
-              out: str | os.PathLike[str]) -> Path:
+              out: str | os.PathLike[str], *, audio_start: float = 0.0) -> Path:
     """Write ``video``'s video stream plus all of ``source``'s audio streams, both copied.
 
     Audio packets are copied bit-exact (no re-encode). Duration follows the video: audio
     longer than the video is cut at the video's end (``-t``, to within one audio packet);
     audio shorter is kept whole and the rest of the video plays silent. ``-shortest`` is
     not used because it would cut the video when the audio is shorter. Without audio in
-    ``source`` the video is just remuxed. Written atomically; returns the output path.
+    ``source`` the video is just remuxed. ``audio_start`` (seconds) takes the audio from
+    that point of the source, for a video made from a later range of its frames. Written
+    atomically; returns the output path.
     """
     dest = Path(out)
-    _check_output_path(dest)
+    check_output_path(dest)
     vid, src = _check_input_file(video), _check_input_file(source)
     v_header = _require_video(vid, _header(vid))
     has_audio = bool(_header(src).audio_codecs)
     with _atomic_output(dest) as tmp:
-        _check_rc(dest, _run(_mux_args(vid, src, has_audio, v_header.duration, tmp)))
+        args = _mux_args(vid, src, has_audio, v_header.duration, audio_start, tmp)
+        _check_rc(dest, _run(args))
     return dest
 
 
 def _mux_args(video: Path, source: Path, has_audio: bool, duration: float | None,
-              tmp: Path) -> list[str]:
+              audio_start: float, tmp: Path) -> list[str]:
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(video)]
     if has_audio:
-        args += ["-i", str(source), "-map", "0:v:0", "-map", "1:a"]
+        seek = ["-ss", f"{audio_start:.6f}"] if audio_start > 0 else []
+        args += [*seek, "-i", str(source), "-map", "0:v:0", "-map", "1:a"]
         if duration:  # header durations are rounded to 10 ms: add 10 ms, never cut video
             args += ["-t", f"{duration + 0.01:.3f}"]
     else:

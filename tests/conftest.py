@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+pytest_plugins = ["tests.media"]
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 

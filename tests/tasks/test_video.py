@@ -7,7 +7,6 @@ test; the ffprobe path is compared against it only where an ffprobe binary exist
 from __future__ import annotations
 
 import os
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,28 +16,15 @@ import pytest
 from nst_core.errors import InvalidInputError
 from tasks import video
 from tasks.video import FFmpegError
+from tests.media import FPS, SOLID_RGB, md5, rotated_clip
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "videos"
-FPS = 30
-SOLID_RGB = (30, 120, 220)  # away from 0/255 so a wrong range or depth shows
 
 
-def _ffmpeg(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
-                           "-y", *args], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def _lavfi(out: Path, source: str, *encode: str) -> Path:
-    _ffmpeg("-f", "lavfi", "-i", source, *encode, str(out))
-    return out
-
-
-def _md5(path: Path, streams: str) -> str:
-    """md5 of the stream-copied packets: equal means the packets are bit-identical."""
-    out = _ffmpeg("-i", str(path), "-map", streams, "-c", "copy", "-f", "md5", "-").stdout
-    return out.strip()
+@pytest.fixture(autouse=True)
+def ffmpeg_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Always exercise the path used where only an ffmpeg binary exists."""
+    monkeypatch.setattr(video, "ffprobe_exe", lambda: None)
 
 
 def _children() -> list[int]:
@@ -61,146 +47,6 @@ def _as_int(frames: list[np.ndarray]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def ffmpeg_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Always exercise the path used where only an ffmpeg binary exists."""
-    monkeypatch.setattr(video, "ffprobe_exe", lambda: None)
-
-
-@pytest.fixture(scope="session")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("media")
-
-
-def _testsrc(size: str = "64x48", frames: int = 12) -> str:
-    """testsrc: every frame differs (moving gradient, frame counter), so off-by-one shows."""
-    return f"testsrc=s={size}:r={FPS}:d={frames / FPS}"
-
-
-@pytest.fixture(scope="session")
-def basic(media: Path) -> Path:
-    """12 frames, 64x48, keyframe every 5 frames with B-frames: ranges cross GOPs."""
-    return _lavfi(media / "basic.mp4", _testsrc(), "-c:v", "libx264", "-g", "5", "-bf", "2",
-                  "-crf", "10", "-pix_fmt", "yuv420p")
-
-
-@pytest.fixture(scope="session")
-def basic_frames(basic: Path) -> list[np.ndarray]:
-    return list(video.read_frames(basic))
-
-
-@pytest.fixture(scope="session")
-def solid_color() -> str:
-    r, g, b = SOLID_RGB
-    return f"color=c=0x{r:02X}{g:02X}{b:02X}:s=64x48:r={FPS}:d={3 / FPS}"
-
-
-@pytest.fixture(scope="session")
-def ten_bit(media: Path, solid_color: str) -> Path:
-    return _lavfi(media / "ten_bit.mp4", solid_color, "-vf", "format=yuv420p10le",
-                  "-c:v", "libx264")
-
-
-@pytest.fixture(scope="session")
-def full_range(media: Path, solid_color: str) -> Path:
-    return _lavfi(media / "full_range.mp4", solid_color, "-vf",
-                  "scale=out_range=full,format=yuvj420p", "-c:v", "libx264")
-
-
-@pytest.fixture(scope="session")
-def odd(media: Path) -> Path:
-    """33x25: only possible in 4:4:4 (4:2:0 needs even sizes)."""
-    return _lavfi(media / "odd.mp4", _testsrc("34x26", 6), "-vf",
-                  "format=yuv444p,crop=33:25:0:0", "-c:v", "libx264", "-pix_fmt", "yuv444p")
-
-
-@pytest.fixture(scope="session")
-def vfr(media: Path) -> Path:
-    """21 frames at 30 fps with frames 5..12 dropped: a 0.3 s gap, 13 frames left."""
-    return _lavfi(media / "vfr.mp4", _testsrc(frames=21), "-vf",
-                  "select=not(between(n\\,5\\,12))", "-fps_mode", "passthrough",
-                  "-c:v", "libx264")
-
-
-@pytest.fixture(scope="session")
-def one_frame(media: Path) -> Path:
-    return _lavfi(media / "one.mp4", _testsrc(frames=1), "-c:v", "libx264")
-
-
-@pytest.fixture(scope="session")
-def audio_only(media: Path) -> Path:
-    return _lavfi(media / "tone.m4a", "sine=f=440:d=0.5", "-c:a", "aac")
-
-
-@pytest.fixture(scope="session")
-def with_short_audio(media: Path) -> Path:
-    """Video 0.4 s with a 0.25 s AAC tone: all of the audio fits in the video."""
-    out = media / "short_audio.mp4"
-    _ffmpeg("-f", "lavfi", "-i", _testsrc(), "-f", "lavfi", "-i", "sine=f=440:d=0.25",
-            "-c:v", "libx264", "-c:a", "aac", str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def with_long_audio(media: Path) -> Path:
-    """Video 0.4 s with a 2 s tone: the audio must be cut at the video's end."""
-    out = media / "long_audio.mp4"
-    _ffmpeg("-f", "lavfi", "-i", _testsrc(), "-f", "lavfi", "-i", "sine=f=440:d=2",
-            "-c:v", "libx264", "-c:a", "aac", str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def two_scenes(media: Path) -> Path:
-    """12 frames of testsrc then 12 of colour bars: a cut at frame 12."""
-    out = media / "two_scenes.mp4"
-    _ffmpeg("-f", "lavfi", "-i", _testsrc(), "-f", "lavfi", "-i",
-            f"smptebars=s=64x48:r={FPS}:d={12 / FPS}", "-filter_complex",
-            "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-c:v", "libx264", str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def png_as_mp4(media: Path) -> Path:
-    _lavfi(media / "still.png", _testsrc(frames=1), "-frames:v", "1")
-    target = media / "still_image.mp4"
-    target.write_bytes((media / "still.png").read_bytes())
-    return target
-
-
-@pytest.fixture(scope="session")
-def truncated(media: Path, basic: Path) -> Path:
-    """First half of a real mp4 (index at the end, so the index is lost)."""
-    data = basic.read_bytes()
-    out = media / "truncated.mp4"
-    out.write_bytes(data[: len(data) // 2])
-    return out
-
-
-@pytest.fixture(scope="session")
-def truncated_faststart(media: Path) -> Path:
-    """First half of an mp4 with its index in front: the index promises missing data."""
-    whole = _lavfi(media / "faststart.mp4", _testsrc(frames=30), "-c:v", "libx264",
-                   "-movflags", "+faststart")
-    data = whole.read_bytes()
-    out = media / "truncated_faststart.mp4"
-    out.write_bytes(data[: len(data) // 2])
-    return out
-
-
-@pytest.fixture(scope="session")
-def rot90(media: Path, basic: Path) -> Path:
-    return _rotated(media, basic, 90)
-
-
-def _rotated(media: Path, basic: Path, clockwise: int) -> Path:
-    """Stream copy of `basic` with a display matrix (-display_rotation is counter-clockwise)."""
-    out = media / f"rot{clockwise}.mp4"
-    if not out.exists():
-        _ffmpeg("-display_rotation", str(-clockwise), "-i", str(basic), "-c", "copy", str(out))
-    return out
 
 
 # --------------------------------------------------------------------------- binaries
@@ -262,7 +108,7 @@ def test_probe_flags_vfr_and_counts_decoded_frames(vfr: Path, basic: Path) -> No
 
 @pytest.mark.parametrize("clockwise", [90, 180, 270])
 def test_probe_rotation(media: Path, basic: Path, clockwise: int) -> None:
-    info = video.probe(_rotated(media, basic, clockwise))
+    info = video.probe(rotated_clip(media, basic, clockwise))
     assert info.rotation == clockwise
     assert (info.coded_width, info.coded_height) == (64, 48)
     swapped = clockwise in (90, 270)
@@ -359,17 +205,30 @@ def test_parse_ffmpeg6_header_text() -> None:
 
 def test_parse_legacy_rotate_tag() -> None:
     text = FFMPEG6_TEXT.replace("Side data:", "rotate          : 270").replace(
-        "      displaymatrix: rotation of -90.00 degrees\n", "")
+        "      displaymatrix: rotation of -90.00 degrees\n", ""
+    )
     assert video._header_from_ffmpeg_text(text).rotation == 270
 
 
 FFPROBE_JSON = {
     "streams": [
-        {"index": 0, "codec_name": "h264", "codec_type": "video", "width": 1920,
-         "height": 1080, "coded_width": 1920, "coded_height": 1088, "pix_fmt": "yuvj420p",
-         "color_range": "pc", "r_frame_rate": "30000/1001", "avg_frame_rate": "30000/1001",
-         "bits_per_raw_sample": "8", "nb_frames": "300", "disposition": {"attached_pic": 0},
-         "side_data_list": [{"side_data_type": "Display Matrix", "rotation": 90}]},
+        {
+            "index": 0,
+            "codec_name": "h264",
+            "codec_type": "video",
+            "width": 1920,
+            "height": 1080,
+            "coded_width": 1920,
+            "coded_height": 1088,
+            "pix_fmt": "yuvj420p",
+            "color_range": "pc",
+            "r_frame_rate": "30000/1001",
+            "avg_frame_rate": "30000/1001",
+            "bits_per_raw_sample": "8",
+            "nb_frames": "300",
+            "disposition": {"attached_pic": 0},
+            "side_data_list": [{"side_data_type": "Display Matrix", "rotation": 90}],
+        },
         {"index": 1, "codec_name": "opus", "codec_type": "audio"},
     ],
     "format": {"format_name": "matroska,webm", "duration": "10.010000"},
@@ -385,10 +244,12 @@ def test_parse_ffprobe_json() -> None:
 
 
 @pytest.mark.skipif(video.ffprobe_exe() is None, reason="no ffprobe binary on PATH")
-@pytest.mark.parametrize("name", ["basic", "ten_bit", "full_range", "vfr", "with_short_audio",
-                                  "rot90", "odd"])
-def test_ffprobe_path_agrees_with_ffmpeg_path(request: pytest.FixtureRequest,
-                                              monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["basic", "ten_bit", "full_range", "vfr", "with_short_audio", "rot90", "odd"]
+)
+def test_ffprobe_path_agrees_with_ffmpeg_path(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     path = request.getfixturevalue(name)
     via_ffmpeg = video.probe(path)
     exe = video.shutil.which("ffprobe")
@@ -408,10 +269,11 @@ def test_read_frames_shape_and_dtype(basic_frames: list[np.ndarray]) -> None:
 
 
 @pytest.mark.parametrize(("start", "count"), [(0, 3), (4, 4), (5, 7), (7, None), (11, 1)])
-def test_read_range_is_bit_exact(basic: Path, basic_frames: list[np.ndarray], start: int,
-                                 count: int | None) -> None:
+def test_read_range_is_bit_exact(
+    basic: Path, basic_frames: list[np.ndarray], start: int, count: int | None
+) -> None:
     part = list(video.read_frames(basic, start=start, count=count))
-    expected = basic_frames[start:] if count is None else basic_frames[start:start + count]
+    expected = basic_frames[start:] if count is None else basic_frames[start : start + count]
     assert len(part) == len(expected)
     for got, want in zip(part, expected, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -432,11 +294,18 @@ def test_read_frames_size_caps_longer_side(basic: Path) -> None:
     assert frames[0].shape == (24, 32, 3)
 
 
-@pytest.mark.parametrize(("w", "h", "size", "expected"), [
-    (64, 48, None, (64, 48)), (64, 48, 32, (32, 24)), (1920, 1080, 256, (256, 144)),
-    (48, 64, 100, (48, 64)), (33, 25, None, (33, 25)), (1000, 10, 100, (100, 2)),
-    (640, 360, 101, (100, 56)),
-])
+@pytest.mark.parametrize(
+    ("w", "h", "size", "expected"),
+    [
+        (64, 48, None, (64, 48)),
+        (64, 48, 32, (32, 24)),
+        (1920, 1080, 256, (256, 144)),
+        (48, 64, 100, (48, 64)),
+        (33, 25, None, (33, 25)),
+        (1000, 10, 100, (100, 2)),
+        (640, 360, 101, (100, 56)),
+    ],
+)
 def test_scaled_size(w: int, h: int, size: int | None, expected: tuple[int, int]) -> None:
     assert video.scaled_size(w, h, size) == expected
 
@@ -446,9 +315,10 @@ def _mean_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("clockwise", [90, 180, 270])
-def test_read_frames_applies_rotation(media: Path, basic: Path,
-                                      basic_frames: list[np.ndarray], clockwise: int) -> None:
-    rotated = list(video.read_frames(_rotated(media, basic, clockwise), count=3))
+def test_read_frames_applies_rotation(
+    media: Path, basic: Path, basic_frames: list[np.ndarray], clockwise: int
+) -> None:
+    rotated = list(video.read_frames(rotated_clip(media, basic, clockwise), count=3))
     want = [np.rot90(f, k=-clockwise // 90) for f in basic_frames[:3]]
     wrong = [np.rot90(f, k=clockwise // 90) for f in basic_frames[:3]]
     assert rotated[0].shape == want[0].shape
@@ -458,7 +328,7 @@ def test_read_frames_applies_rotation(media: Path, basic: Path,
 
 
 def test_read_frames_rotation_with_size(media: Path, basic: Path) -> None:
-    frames = list(video.read_frames(_rotated(media, basic, 90), count=1, size=32))
+    frames = list(video.read_frames(rotated_clip(media, basic, 90), count=1, size=32))
     assert frames[0].shape == (32, 24, 3)
 
 
@@ -526,8 +396,10 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
 def _gradient(h: int, w: int, n: int) -> list[np.ndarray]:
     """Smooth frames (4:2:0 chroma loss stays small), shifted a little per frame."""
     y, x = np.mgrid[0:h, 0:w]
-    return [np.stack([x * 6 + i, y * 8 + 20, 200 - x * 3 - i], axis=-1).astype(np.uint8)
-            for i in range(n)]
+    return [
+        np.stack([x * 6 + i, y * 8 + 20, 200 - x * 3 - i], axis=-1).astype(np.uint8)
+        for i in range(n)
+    ]
 
 
 def test_write_pads_odd_sizes_by_repeating_edges(tmp_path: Path) -> None:
@@ -581,15 +453,17 @@ def test_write_bad_frame_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_write_ffmpeg_failure_is_reported_and_cleaned(tmp_path: Path) -> None:
     before = set(_children())
     with pytest.raises(FFmpegError, match=r"out\.mp4: ffmpeg failed \(exit \d+\): ") as err:
-        video.write_frames(_solid((0, 0, 0), 3), tmp_path / "out.mp4", Fraction(30),
-                           preset="no-such-preset")
+        video.write_frames(
+            _solid((0, 0, 0), 3), tmp_path / "out.mp4", Fraction(30), preset="no-such-preset"
+        )
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
     assert set(_children()) == before
 
 
-@pytest.mark.parametrize("frames", [[], [np.zeros((8, 8, 3), np.float32)],
-                                    [np.zeros((8, 8), np.uint8)]])
+@pytest.mark.parametrize(
+    "frames", [[], [np.zeros((8, 8, 3), np.float32)], [np.zeros((8, 8), np.uint8)]]
+)
 def test_write_rejects_no_or_wrong_frames(tmp_path: Path, frames: list[np.ndarray]) -> None:
     with pytest.raises(InvalidInputError, match="out.mp4"):
         video.write_frames(frames, tmp_path / "out.mp4", Fraction(30))
@@ -598,8 +472,7 @@ def test_write_rejects_no_or_wrong_frames(tmp_path: Path, frames: list[np.ndarra
 # --------------------------------------------------------------------------- concat, audio
 
 
-def test_concat_three_segments_is_lossless(tmp_path: Path,
-                                           basic_frames: list[np.ndarray]) -> None:
+def test_concat_three_segments_is_lossless(tmp_path: Path, basic_frames: list[np.ndarray]) -> None:
     bounds = [(0, 4), (4, 7), (7, 12)]
     segments = []
     for i, (a, b) in enumerate(bounds):
@@ -619,20 +492,21 @@ def test_concat_refuses_mismatched_segments(tmp_path: Path, basic: Path, odd: Pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_mux_audio_copies_audio_bit_exact(tmp_path: Path, basic_frames: list[np.ndarray],
-                                          with_short_audio: Path) -> None:
+def test_mux_audio_copies_audio_bit_exact(
+    tmp_path: Path, basic_frames: list[np.ndarray], with_short_audio: Path
+) -> None:
     stylized = tmp_path / "stylized.mp4"
     video.write_frames(basic_frames, stylized, Fraction(FPS))
     out = video.mux_audio(stylized, with_short_audio, tmp_path / "final.mp4")
-    assert _md5(out, "0:a") == _md5(with_short_audio, "0:a")
-    assert _md5(out, "0:v") == _md5(stylized, "0:v")
+    assert md5(out, "0:a") == md5(with_short_audio, "0:a")
+    assert md5(out, "0:v") == md5(stylized, "0:v")
     info = video.probe(out)
     assert info.has_audio and info.frame_count == 12
 
 
-def test_mux_audio_cuts_longer_audio_at_video_end(tmp_path: Path,
-                                                  basic_frames: list[np.ndarray],
-                                                  with_long_audio: Path) -> None:
+def test_mux_audio_cuts_longer_audio_at_video_end(
+    tmp_path: Path, basic_frames: list[np.ndarray], with_long_audio: Path
+) -> None:
     stylized = tmp_path / "stylized.mp4"
     video.write_frames(basic_frames, stylized, Fraction(FPS))
     out = video.mux_audio(stylized, with_long_audio, tmp_path / "final.mp4")
@@ -645,7 +519,7 @@ def test_mux_audio_without_source_audio_copies_video(tmp_path: Path, basic: Path
     out = video.mux_audio(basic, basic, tmp_path / "final.mkv")
     info = video.probe(out)
     assert not info.has_audio and info.frame_count == 12
-    assert _md5(out, "0:v") == _md5(basic, "0:v")
+    assert md5(out, "0:v") == md5(basic, "0:v")
 
 
 # --------------------------------------------------------------------------- scene cuts

@@ -1,0 +1,80 @@
+"""`nst video` on real clips: formats that must work, inputs that must fail cleanly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nst_cli.main import main
+from tasks import video
+
+FAST = ["--size", "32", "--first-iterations", "3", "--iterations", "1", "--json"]
+
+
+def _run(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def style(assets):
+    return assets / "styles" / "starry_night.jpg"
+
+
+@pytest.mark.parametrize("clip", ["odd", "rot90", "ten_bit", "full_range", "vfr", "one_frame"])
+def test_formats_come_out_with_every_frame(clip, request, style, tmp_path, capsys, vgg_weights):
+    source = request.getfixturevalue(clip)
+    out = tmp_path / "out.mp4"
+    code, stdout, err = _run(["video", source, style, "-o", out, *FAST], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    src, dst = video.probe(source), video.probe(out)
+    assert dst.frame_count == src.frame_count == report["frames"]
+    assert abs(dst.duration - src.duration) < 0.05
+    assert dst.rotation == 0
+    assert (dst.width > dst.height) == (src.width > src.height)  # rotation applied
+    assert max(dst.width, dst.height) <= 32
+
+
+@pytest.mark.parametrize(
+    ("clip", "reason"),
+    [
+        ("missing", "no such file"),
+        ("empty", "empty"),
+        ("png_as_mp4", "not a video"),
+        ("truncated", "truncated or corrupt"),
+        ("audio_only", "no video stream"),
+    ],
+)
+def test_bad_inputs_fail_on_one_line(clip, reason, request, media, style, tmp_path, capsys):
+    if clip == "missing":
+        source = tmp_path / "missing.mp4"
+    elif clip == "empty":
+        source = tmp_path / "empty.mp4"
+        source.write_bytes(b"")
+    else:
+        source = request.getfixturevalue(clip)
+    out = tmp_path / "out.mp4"
+    code, _, err = _run(["video", source, style, "-o", out, *FAST], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and source.name in err and reason in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["missing_folder", "under_a_file"])
+def test_unwritable_output_fails_before_work(where, basic, style, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = (tmp_path / "nope" / "o.mp4") if where == "missing_folder" else blocker / "o.mp4"
+    code, _, err = _run(["video", basic, style, "-o", out, *FAST], capsys)
+    assert code == 1 and err.count("\n") == 1 and "folder" in err
+    assert not out.exists()
+
+
+def test_range_past_the_end_is_a_usage_error(basic, style, tmp_path, capsys):
+    code, _, err = _run(
+        ["video", basic, style, "-o", tmp_path / "o.mp4", "--start", "9", *FAST], capsys
+    )
+    assert code == 2 and "past the end" in err
