@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-pytest_plugins = ["tests.media"]
+pytest_plugins = ["tests.media", "tests.s3"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
