@@ -437,6 +437,28 @@ def exists(uri: str, *, client: BaseClient | None = None) -> bool:
     return _call(s3, loc.uri, "check", head)
 
 
+def identity(uri: str, *, client: BaseClient | None = None) -> dict:
+    """What identifies the content at ``uri`` without reading it: for job ids and manifests.
+
+    Local files: name, size and modification time; S3 objects: URI, size and ETag. A changed
+    input gives a new identity, hence a new job.
+    """
+    loc = parse_uri(uri, object_required=True)
+    if loc.path is not None:
+        stat = _existing_file(loc, "read").stat()
+        return {"name": loc.path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    s3 = _client(client)
+
+    def head() -> dict:
+        try:
+            meta = s3.head_object(Bucket=loc.bucket, Key=loc.key)
+        except bexc.ClientError as exc:
+            raise _explain_head_error(s3, loc, exc) from None
+        return {"uri": loc.uri, "size": meta["ContentLength"], "etag": meta["ETag"].strip('"')}
+
+    return _call(s3, loc.uri, "read", head)
+
+
 def list_files(uri: str, pattern: str = "*", *, client: BaseClient | None = None) -> list[str]:
     """Sorted URIs of all files under a local folder or S3 prefix (recursive).
 
