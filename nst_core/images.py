@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from keras import ops
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_core.errors import InvalidInputError
@@ -85,5 +84,7 @@ def fit_size(height: int, width: int, longest: int) -> tuple[int, int]:
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize of a float (H, W, 3) or (B, H, W, 3) image, antialiased, clipped to [0, 1]."""
+    from keras import ops  # here, so that reading images does not import TensorFlow
+
     resized = ops.image.resize(image, (height, width), interpolation="bicubic", antialias=True)
     return np.clip(np.asarray(ops.convert_to_numpy(resized)), 0.0, 1.0).astype("float32")

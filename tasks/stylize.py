@@ -1,83 +1,35 @@
-"""Stylize a range of a video's frames as one warm-started chain and encode the result.
+"""Stylize a chunk of a video's frames as one warm-started chain and encode the segment.
 
-Plain functions (no Prefect): decode with ffmpeg, run nst_core's FrameChain, encode H.264,
-put the source's audio back. The Prefect tasks wrap these.
+Plain functions (no Prefect): decode with ffmpeg, run nst_core's FrameChain, encode H.264.
+The Prefect tasks wrap these; the flow concatenates segments and puts the audio back.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from fractions import Fraction
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from nst_core.errors import InvalidSettingsError
-from nst_core.images import to_uint8
+from nst_core.images import load_image, to_uint8
 from nst_core.settings import VideoSettings
 from nst_core.stylize import StyleTransfer
 from nst_core.temporal import FrameChain, FrameStats
-from nst_core.weights import WeightsInfo
+from tasks.plan import Chunk
 from tasks.video import (
     VideoInfo,
-    check_output_path,
     detect_scene_cuts,
-    mux_audio,
     probe,
     read_frames,
-    scaled_size,
     write_frames,
 )
-
-
-@dataclass
-class ClipResult:
-    """What stylizing one frame range produced."""
-
-    output: str
-    frames: int
-    iterations: int
-    cold_starts: int
-    seconds: float
-    fps: str
-    width: int
-    height: int
-    scene_cuts: list[int] = field(default_factory=list)
-    frame_stats: list[FrameStats] = field(default_factory=list)
-
-    def summary(self) -> dict:
-        data = asdict(self)
-        data.pop("frame_stats")
-        return data
-
-
-def frame_range(
-    info: VideoInfo,
-    start_seconds: float = 0.0,
-    duration: float | None = None,
-    max_frames: int | None = None,
-) -> tuple[int, int]:
-    """(first frame, frame count) for a time range, checked against the video's length."""
-    name = Path(info.path).name
-    if start_seconds < 0 or (duration is not None and duration <= 0):
-        raise InvalidSettingsError(f"{name}: start must be >= 0 and duration > 0")
-    if max_frames is not None and max_frames <= 0:
-        raise InvalidSettingsError(f"{name}: max_frames must be > 0")
-    start = round(start_seconds * info.avg_fps)
-    if start >= info.frame_count:
-        raise InvalidSettingsError(
-            f"{name}: start {start_seconds:g} s is past the end ({info.duration:.2f} s)"
-        )
-    count = info.frame_count - start
-    if duration is not None:
-        count = min(count, max(1, round(duration * info.avg_fps)))
-    if max_frames is not None:
-        count = min(count, max_frames)
-    return start, count
 
 
 def scene_cuts_in_range(source: Path, start: int, count: int, settings: VideoSettings) -> list[int]:
@@ -95,85 +47,135 @@ def _as_float(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 
 def stylize_frames(
     source: str | os.PathLike,
-    styles: Sequence[np.ndarray],
-    settings: VideoSettings,
+    transfer: StyleTransfer,
     *,
     start: int,
     count: int,
-    info: VideoInfo | None = None,
+    info: VideoInfo,
     cuts: Sequence[int] = (),
-    weights: WeightsInfo | None = None,
-    transfer: StyleTransfer | None = None,
     progress: Callable[[FrameStats], None] | None = None,
 ) -> Iterator[tuple[np.ndarray, FrameStats]]:
     """Yield (stylized uint8 frame, stats) for frames [start, start + count) of `source`."""
-    info = info or probe(source)
-    transfer = transfer or StyleTransfer(styles, settings, weights)
+    settings = transfer.settings
     chain = FrameChain(transfer, settings)
     frames = _as_float(read_frames(source, start, count, size=settings.size, info=info))
     for output, stats in chain.run(frames, cuts=cuts, start=start, progress=progress):
         yield to_uint8(output), stats
 
 
-def stylize_clip(
-    source: str | os.PathLike,
-    styles: Sequence[np.ndarray],
-    output: str | os.PathLike,
-    settings: VideoSettings,
-    *,
-    start_seconds: float = 0.0,
-    duration: float | None = None,
-    max_frames: int | None = None,
-    crf: int = 18,
-    weights: WeightsInfo | None = None,
-    progress: Callable[[FrameStats], None] | None = None,
-    on_plan: Callable[[int], None] | None = None,
-) -> ClipResult:
-    """Stylize `source` (or a time range of it) into `output` with the source's audio.
+class FrameListener(Protocol):
+    """Receives progress from stylize_chunk in this process (e.g. the CLI's progress bar)."""
 
-    Same frame count and average frame rate as the input range, so the same duration; VFR
-    input is written at its average rate. The output appears atomically: nothing is left at
-    `output` if anything fails.
+    def planned(self, frames: int) -> None: ...
+
+    def stylized(self, stats: FrameStats) -> None: ...
+
+
+LISTENERS: list[FrameListener] = []
+
+
+def notify_planned(frames: int) -> None:
+    for listener in LISTENERS:
+        listener.planned(frames)
+
+
+def _notify_stylized(stats: FrameStats) -> None:
+    for listener in LISTENERS:
+        listener.stylized(stats)
+
+
+@dataclass
+class ChunkResult:
+    """One stylized chunk: where its segment is and what it cost. `resumed` = found done."""
+
+    index: int
+    start: int
+    frames: int
+    warmup: int
+    iterations: int
+    seconds: float
+    loss: float
+    content_loss: float
+    style_loss: float
+    segment: str
+    resumed: bool = False
+
+
+@lru_cache(maxsize=4)
+def cached_transfer(settings: VideoSettings, style_paths: tuple[str, ...]) -> StyleTransfer:
+    """One StyleTransfer (model, style targets, compiled step) per process, settings, styles.
+
+    Chunks of the same job that run in one worker reuse it instead of rebuilding VGG19 and
+    retracing the step for every chunk.
     """
+    return StyleTransfer([load_image(path) for path in style_paths], settings)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def stylize_chunk(
+    source: str | os.PathLike,
+    style_paths: Sequence[str],
+    settings: VideoSettings,
+    chunk: Chunk,
+    segment: str | os.PathLike,
+    *,
+    info: VideoInfo | None = None,
+    cuts: Sequence[int] = (),
+    crf: int = 18,
+) -> ChunkResult:
+    """Stylize one chunk into a silent video segment, or return it if already done.
+
+    The segment is written atomically and then a marker JSON beside it: the marker's
+    presence means the chunk is complete, so a rerun after a crash skips it.
+    """
+    segment = Path(segment)
+    marker = segment.with_suffix(".json")
+    if marker.is_file() and segment.is_file():
+        return ChunkResult(**{**json.loads(marker.read_text()), "resumed": True})
     started = time.perf_counter()
-    source, output = Path(source), Path(output)
-    check_output_path(output)
-    info = probe(source)
-    start, count = frame_range(info, start_seconds, duration, max_frames)
-    if on_plan:
-        on_plan(count)
-    cuts = scene_cuts_in_range(source, start, count, settings)
-    stats: list[FrameStats] = []
-
-    def frames() -> Iterator[np.ndarray]:
-        for frame, frame_stats in stylize_frames(
-            source,
-            styles,
-            settings,
-            start=start,
-            count=count,
-            info=info,
-            cuts=cuts,
-            weights=weights,
-            progress=progress,
-        ):
-            stats.append(frame_stats)
-            yield frame
-
-    with tempfile.TemporaryDirectory(prefix=".nst-", dir=output.parent) as staging:
-        silent = Path(staging) / f"video{output.suffix}"
-        write_frames(frames(), silent, info.avg_fps, crf=crf)
-        mux_audio(silent, source, output, audio_start=float(start / info.avg_fps))
-    width, height = scaled_size(info.width, info.height, settings.size)
-    return ClipResult(
-        output=str(output),
-        frames=len(stats),
-        iterations=sum(s.iterations for s in stats),
-        cold_starts=sum(s.cold_start for s in stats),
-        seconds=time.perf_counter() - started,
-        fps=str(Fraction(info.avg_fps)),
-        width=width,
-        height=height,
-        scene_cuts=cuts,
-        frame_stats=stats,
+    info = info or probe(source)
+    transfer = cached_transfer(settings, tuple(style_paths))
+    end = chunk.start + chunk.count
+    frames = stylize_frames(
+        source,
+        transfer,
+        start=chunk.first_decoded,
+        count=chunk.warmup + chunk.count,
+        info=info,
+        cuts=[c for c in cuts if chunk.first_decoded < c < end],
+        progress=_notify_stylized,
     )
+    every: list[FrameStats] = []
+
+    def real_frames() -> Iterator[np.ndarray]:
+        for frame, stats in frames:
+            every.append(stats)
+            if stats.index >= chunk.start:  # warm-up frames are only there to settle the chain
+                yield frame
+
+    write_frames(real_frames(), segment, info.avg_fps, crf=crf)
+    kept = [s for s in every if s.index >= chunk.start]
+    result = ChunkResult(
+        index=chunk.index,
+        start=chunk.start,
+        frames=len(kept),
+        warmup=chunk.warmup,
+        iterations=sum(s.iterations for s in every),
+        seconds=time.perf_counter() - started,
+        loss=_mean([s.loss for s in kept]),
+        content_loss=_mean([s.content_loss for s in kept]),
+        style_loss=_mean([s.style_loss for s in kept]),
+        segment=str(segment),
+    )
+    _write_json_atomic(marker, asdict(result))
+    return result

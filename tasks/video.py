@@ -53,8 +53,17 @@ _SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
 # Demuxers that read one still image: such a file is "not a video".
 _IMAGE_DEMUXERS = re.compile(r"(_pipe|^image2|^imagepipe)$")
 # Leading bytes of containers we recognize: an unreadable file with one is "truncated".
-_CONTAINER_MAGIC = ((4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),
-                    (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"OggS"), (0, b"FLV"))
+_CONTAINER_MAGIC = (
+    (4, b"ftyp"),
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"free"),
+    (4, b"wide"),
+    (0, b"\x1a\x45\xdf\xa3"),
+    (0, b"RIFF"),
+    (0, b"OggS"),
+    (0, b"FLV"),
+)
 
 
 class FFmpegError(NSTError):
@@ -165,8 +174,12 @@ def ffmpeg_version(exe: str | None = None) -> tuple[int, int]:
 def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run a short command to completion, capturing both streams (no deadlock: run drains)."""
     return subprocess.run(
-        list(args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        errors="replace", check=False,
+        list(args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
     )
 
 
@@ -192,7 +205,10 @@ class _StderrTail(threading.Thread):
 
 @contextmanager
 def _ffmpeg(
-    args: Sequence[str], *, stdin: bool = False, stdout: bool = False,
+    args: Sequence[str],
+    *,
+    stdin: bool = False,
+    stdout: bool = False,
     on_stderr: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], _StderrTail]]:
     """Start ffmpeg with the pipes asked for; on exit kill it if still running, then reap it."""
@@ -261,7 +277,7 @@ def _check_input_file(path: str | os.PathLike[str]) -> Path:
 def _looks_like_container(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(12)
-    return any(head[at:at + len(magic)] == magic for at, magic in _CONTAINER_MAGIC)
+    return any(head[at : at + len(magic)] == magic for at, magic in _CONTAINER_MAGIC)
 
 
 def _open_error(path: Path, stderr: str, tool: str = "ffmpeg") -> InvalidInputError:
@@ -359,7 +375,9 @@ def _video_fields(description: str) -> dict[str, object]:
     size = next((m for f in fields if (m := re.match(r"(\d+)x(\d+)", f))), None)
     full = "pc" in extras or pix_fmt.startswith("yuvj")
     return {
-        "video_codec": codec, "pix_fmt": pix_fmt, "bit_depth": _bit_depth(pix_fmt),
+        "video_codec": codec,
+        "pix_fmt": pix_fmt,
+        "bit_depth": _bit_depth(pix_fmt),
         "color_range": "pc" if full else "tv",
         "coded_width": int(size.group(1)) if size else 0,
         "coded_height": int(size.group(2)) if size else 0,
@@ -401,8 +419,11 @@ def _header_from_ffprobe_json(data: dict) -> _Header:
     """Build the header from ``ffprobe -print_format json -show_format -show_streams``."""
     fmt = data.get("format", {})
     streams = data.get("streams", [])
-    videos = [s for s in streams if s.get("codec_type") == "video"
-              and not s.get("disposition", {}).get("attached_pic")]
+    videos = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+    ]
     audio = tuple(s.get("codec_name", "?") for s in streams if s.get("codec_type") == "audio")
     format_name = fmt.get("format_name", "")
     duration = float(fmt["duration"]) if fmt.get("duration") else None
@@ -413,11 +434,16 @@ def _header_from_ffprobe_json(data: dict) -> _Header:
     bits = v.get("bits_per_raw_sample", "")
     full = v.get("color_range") == "pc" or pix_fmt.startswith("yuvj")
     return _Header(
-        format_name=format_name, video_codec=v.get("codec_name", "?"),
-        coded_width=int(v.get("width", 0)), coded_height=int(v.get("height", 0)),
-        pix_fmt=pix_fmt, bit_depth=int(bits) if str(bits).isdigit() else _bit_depth(pix_fmt),
-        color_range="pc" if full else "tv", rotation=_ffprobe_rotation(v),
-        duration=duration, audio_codecs=audio,
+        format_name=format_name,
+        video_codec=v.get("codec_name", "?"),
+        coded_width=int(v.get("width", 0)),
+        coded_height=int(v.get("height", 0)),
+        pix_fmt=pix_fmt,
+        bit_depth=int(bits) if str(bits).isdigit() else _bit_depth(pix_fmt),
+        color_range="pc" if full else "tv",
+        rotation=_ffprobe_rotation(v),
+        duration=duration,
+        audio_codecs=audio,
         still_image=bool(_IMAGE_DEMUXERS.search(format_name)),
     )
 
@@ -430,8 +456,9 @@ def _header_with_ffmpeg(path: Path) -> _Header:
 
 
 def _header_with_ffprobe(path: Path, exe: str) -> _Header:
-    proc = _run([exe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-                 str(path)])
+    proc = _run(
+        [exe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    )
     if proc.returncode != 0:
         raise _open_error(path, proc.stderr, "ffprobe")
     return _header_from_ffprobe_json(json.loads(proc.stdout))
@@ -446,7 +473,8 @@ def _header(path: Path) -> _Header:
 # --------------------------------------------------------------------------- timing pass
 
 _SHOWINFO_FRAME = re.compile(
-    r"\] n:\s*\d+\s+pts:\s*(-?\d+|NOPTS)(?:\s+pts_time:\S+\s+duration:\s*(\d+))?")
+    r"\] n:\s*\d+\s+pts:\s*(-?\d+|NOPTS)(?:\s+pts_time:\S+\s+duration:\s*(\d+))?"
+)
 _SHOWINFO_CONFIG = re.compile(r"config in time_base: (\d+)/(\d+), frame_rate: (\d+)/(\d+)")
 
 
@@ -483,9 +511,29 @@ def _decode_timing(path: Path) -> _Timing:
     This is the exact frame count (what ``read_frames`` will yield) and the timestamps that
     tell CFR from VFR. Frames are only decoded: not rotated, scaled or converted.
     """
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "info",
-            "-noautorotate", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-fps_mode", "passthrough", "-vf", "showinfo=checksum=0", "-f", "null", "-"]
+    args = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-v",
+        "info",
+        "-noautorotate",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-dn",
+        "-fps_mode",
+        "passthrough",
+        "-vf",
+        "showinfo=checksum=0",
+        "-f",
+        "null",
+        "-",
+    ]
     parser = _ShowinfoParser()
     with _ffmpeg(args, on_stderr=parser) as (proc, tail):
         rc = proc.wait()
@@ -555,13 +603,22 @@ def _video_info(path: Path, header: _Header, timing: _Timing) -> VideoInfo:
     swap = header.rotation in (90, 270)
     count = len(timing.pts)
     return VideoInfo(
-        path=path, codec=header.video_codec or "?",
+        path=path,
+        codec=header.video_codec or "?",
         width=header.coded_height if swap else header.coded_width,
         height=header.coded_width if swap else header.coded_height,
-        coded_width=header.coded_width, coded_height=header.coded_height,
-        rotation=header.rotation, frame_count=count, avg_fps=avg, r_fps=r, is_vfr=vfr,
-        pix_fmt=header.pix_fmt, bit_depth=header.bit_depth, color_range=header.color_range,
-        duration=float(count / avg), has_audio=bool(header.audio_codecs),
+        coded_width=header.coded_width,
+        coded_height=header.coded_height,
+        rotation=header.rotation,
+        frame_count=count,
+        avg_fps=avg,
+        r_fps=r,
+        is_vfr=vfr,
+        pix_fmt=header.pix_fmt,
+        bit_depth=header.bit_depth,
+        color_range=header.color_range,
+        duration=float(count / avg),
+        has_audio=bool(header.audio_codecs),
         audio_codec=header.audio_codecs[0] if header.audio_codecs else None,
     )
 
@@ -585,12 +642,14 @@ def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
 
 
 def _rotation_filters(rotation: int) -> list[str]:
-    return {90: ["transpose=clock"], 180: ["hflip", "vflip"],
-            270: ["transpose=cclock"]}.get(rotation, [])
+    return {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}.get(
+        rotation, []
+    )
 
 
-def _decode_args(path: Path, info: VideoInfo, start: int, count: int, width: int,
-                 height: int) -> list[str]:
+def _decode_args(
+    path: Path, info: VideoInfo, start: int, count: int, width: int, height: int
+) -> list[str]:
     """ffmpeg arguments that write frames [start, start+count) as raw RGB24 to stdout.
 
     The trim filter comes first so that skipped frames are only decoded, never converted.
@@ -598,10 +657,32 @@ def _decode_args(path: Path, info: VideoInfo, start: int, count: int, width: int
     filters = [f"trim=start_frame={start}:end_frame={start + count}"]
     filters += _rotation_filters(info.rotation)
     filters += [f"scale={width}:{height}:flags={_SCALE_FLAGS}", "format=rgb24"]
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-noautorotate",
-            "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-vf", ",".join(filters), "-fps_mode", "passthrough", "-frames:v", str(count),
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    return [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-noautorotate",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-dn",
+        "-vf",
+        ",".join(filters),
+        "-fps_mode",
+        "passthrough",
+        "-frames:v",
+        str(count),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
 
 
 def _check_range(info: VideoInfo, start: int, count: int | None) -> int:
@@ -612,13 +693,19 @@ def _check_range(info: VideoInfo, start: int, count: int | None) -> int:
     if count is None:
         return total - start
     if count < 0 or start + count > total:
-        raise ValueError(f"{info.path}: frames {start}..{start + count} past the end "
-                         f"({total} frames)")
+        raise ValueError(
+            f"{info.path}: frames {start}..{start + count} past the end ({total} frames)"
+        )
     return count
 
 
-def read_frames(path: str | os.PathLike[str], start: int = 0, count: int | None = None,
-                size: int | None = None, info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+def read_frames(
+    path: str | os.PathLike[str],
+    start: int = 0,
+    count: int | None = None,
+    size: int | None = None,
+    info: VideoInfo | None = None,
+) -> Iterator[np.ndarray]:
     """Yield frames ``start .. start+count-1`` as uint8 RGB arrays of shape (H, W, 3).
 
     Frame-exact: frame i of any range is bit-identical to frame i of a full decode. Rotation
@@ -653,8 +740,9 @@ def _read_exact(stream: IO[bytes], nbytes: int) -> bytearray | None:
     return buf
 
 
-def _frame_stream(args: list[str], path: Path, width: int, height: int,
-                  expected: int) -> Iterator[np.ndarray]:
+def _frame_stream(
+    args: list[str], path: Path, width: int, height: int, expected: int
+) -> Iterator[np.ndarray]:
     """Run the decoder and yield its frames; check the exit status and the frame count."""
     n = 0
     with _ffmpeg(args, stdout=True) as (proc, tail):
@@ -708,33 +796,67 @@ def _faststart(out: Path) -> list[str]:
     return ["-movflags", "+faststart"] if out.suffix.lower() in (".mp4", ".mov", ".m4v") else []
 
 
-def _as_frame(frame: np.ndarray, shape: tuple[int, int] | None, index: int,
-              out: Path) -> np.ndarray:
+def _as_frame(
+    frame: np.ndarray, shape: tuple[int, int] | None, index: int, out: Path
+) -> np.ndarray:
     """Check one frame (uint8, HxWx3, same size as the first) and pad it to even size."""
     arr = np.asarray(frame)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise InvalidInputError(f"{out}: frame {index} must be uint8 HxWx3, "
-                                f"got {arr.dtype} {arr.shape}")
+        raise InvalidInputError(
+            f"{out}: frame {index} must be uint8 HxWx3, got {arr.dtype} {arr.shape}"
+        )
     if shape is not None and arr.shape[:2] != shape:
-        raise InvalidInputError(f"{out}: frame {index} is {arr.shape[1]}x{arr.shape[0]}, "
-                                f"frame 0 was {shape[1]}x{shape[0]}")
+        raise InvalidInputError(
+            f"{out}: frame {index} is {arr.shape[1]}x{arr.shape[0]}, "
+            f"frame 0 was {shape[1]}x{shape[0]}"
+        )
     h, w = arr.shape[:2]
     if h % 2 or w % 2:
         arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     return np.ascontiguousarray(arr)
 
 
-def _encode_args(first: np.ndarray, fps: Fraction, crf: int, preset: str,
-                 tmp: Path) -> list[str]:
+def _encode_args(first: np.ndarray, fps: Fraction, crf: int, preset: str, tmp: Path) -> list[str]:
     """RGB24 on stdin -> H.264 yuv420p, BT.709 limited range, tagged as such."""
     height, width = first.shape[:2]
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-            "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "pipe:0",
-            "-vf", f"scale=out_color_matrix=bt709:out_range=tv:flags={_SCALE_FLAGS}",
-            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv", *_faststart(tmp), str(tmp)]
+    return [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{width}x{height}",
+        "-framerate",
+        f"{fps.numerator}/{fps.denominator}",
+        "-i",
+        "pipe:0",
+        "-vf",
+        f"scale=out_color_matrix=bt709:out_range=tv:flags={_SCALE_FLAGS}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "tv",
+        *_faststart(tmp),
+        str(tmp),
+    ]
 
 
 def _as_fps(fps: Fraction | int | float | str) -> Fraction:
@@ -744,8 +866,13 @@ def _as_fps(fps: Fraction | int | float | str) -> Fraction:
     return value
 
 
-def write_frames(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: Fraction,
-                 crf: int = 18, preset: str = "medium") -> int:
+def write_frames(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike[str],
+    fps: Fraction,
+    crf: int = 18,
+    preset: str = "medium",
+) -> int:
     """Encode RGB uint8 frames to H.264 (yuv420p, BT.709 tagged) at a constant ``fps``.
 
     Returns the number of frames written. Odd widths/heights are padded to even by repeating
@@ -766,8 +893,14 @@ def write_frames(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps
         return _encode(padded, shape, it, out, tmp, _encode_args(padded, rate, crf, preset, tmp))
 
 
-def _encode(first: np.ndarray, shape: tuple[int, int], rest: Iterator[np.ndarray],
-            out: Path, tmp: Path, args: list[str]) -> int:
+def _encode(
+    first: np.ndarray,
+    shape: tuple[int, int],
+    rest: Iterator[np.ndarray],
+    out: Path,
+    tmp: Path,
+    args: list[str],
+) -> int:
     """Pipe frames into ffmpeg; return the count, or raise with ffmpeg's own error.
 
     ``first`` is already checked and padded; ``shape`` is its size before padding, which
@@ -803,8 +936,10 @@ def _check_segments(paths: Sequence[Path]) -> None:
     key = [(h.video_codec, h.coded_width, h.coded_height, h.pix_fmt) for h in headers]
     for path, k in zip(paths, key, strict=True):
         if k != key[0]:
-            raise InvalidInputError(f"{path}: cannot be concatenated with {paths[0]} "
-                                    f"(codec/size/pixel format {k} vs {key[0]})")
+            raise InvalidInputError(
+                f"{path}: cannot be concatenated with {paths[0]} "
+                f"(codec/size/pixel format {k} vs {key[0]})"
+            )
 
 
 def concat(segments: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
@@ -823,15 +958,41 @@ def concat(segments: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         listing = Path(folder) / "segments.txt"
         listing.write_text(_concat_list(paths), encoding="utf-8")
         with _atomic_output(dest) as tmp:
-            _check_rc(dest, _run([
-                ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-                "-f", "concat", "-safe", "0", "-i", str(listing),
-                "-map", "0", "-c", "copy", *_faststart(dest), str(tmp)]))
+            _check_rc(
+                dest,
+                _run(
+                    [
+                        ffmpeg_exe(),
+                        "-hide_banner",
+                        "-nostdin",
+                        "-v",
+                        "error",
+                        "-y",
+                        "-f",
+                        "concat",
+                        "-safe",
+                        "0",
+                        "-i",
+                        str(listing),
+                        "-map",
+                        "0",
+                        "-c",
+                        "copy",
+                        *_faststart(dest),
+                        str(tmp),
+                    ]
+                ),
+            )
     return dest
 
 
-def mux_audio(video: str | os.PathLike[str], source: str | os.PathLike[str],
-              out: str | os.PathLike[str], *, audio_start: float = 0.0) -> Path:
+def mux_audio(
+    video: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    audio_start: float = 0.0,
+) -> Path:
     """Write ``video``'s video stream plus all of ``source``'s audio streams, both copied.
 
     Audio packets are copied bit-exact (no re-encode). Duration follows the video: audio
@@ -853,8 +1014,14 @@ def mux_audio(video: str | os.PathLike[str], source: str | os.PathLike[str],
     return dest
 
 
-def _mux_args(video: Path, source: Path, has_audio: bool, duration: float | None,
-              audio_start: float, tmp: Path) -> list[str]:
+def _mux_args(
+    video: Path,
+    source: Path,
+    has_audio: bool,
+    duration: float | None,
+    audio_start: float,
+    tmp: Path,
+) -> list[str]:
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(video)]
     if has_audio:
         seek = ["-ss", f"{audio_start:.6f}"] if audio_start > 0 else []
@@ -880,11 +1047,31 @@ def scene_scores(path: str | os.PathLike[str], size: int | None = None) -> list[
     if size is not None:
         width, height = scaled_size(h.coded_width, h.coded_height, size)
         filters.append(f"scale={width}:{height}")
-    filters += ["select=gte(scene\\,0)",
-                "metadata=mode=print:key=lavfi.scene_score:file=-"]
-    proc = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-noautorotate",
-                 "-i", str(p), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
-                 "-vf", ",".join(filters), "-f", "null", "-"])
+    filters += ["select=gte(scene\\,0)", "metadata=mode=print:key=lavfi.scene_score:file=-"]
+    proc = _run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-noautorotate",
+            "-i",
+            str(p),
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-fps_mode",
+            "passthrough",
+            "-vf",
+            ",".join(filters),
+            "-f",
+            "null",
+            "-",
+        ]
+    )
     _check_rc(p, proc)
     return _parse_scores(proc.stdout)
 
@@ -901,8 +1088,9 @@ def _parse_scores(text: str) -> list[float]:
     return [scores.get(i, 0.0) for i in range(max(scores, default=-1) + 1)]
 
 
-def detect_scene_cuts(path: str | os.PathLike[str], threshold: float = 0.3,
-                      size: int | None = None) -> list[int]:
+def detect_scene_cuts(
+    path: str | os.PathLike[str], threshold: float = 0.3, size: int | None = None
+) -> list[int]:
     """Indices of frames that start a new scene (score > threshold); frame 0 is implied.
 
     Method: ffmpeg's scene score (robust to motion: it compares the change against the

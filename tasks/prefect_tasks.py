@@ -1,0 +1,35 @@
+"""Prefect tasks: thin wrappers over the plain functions, with retries where failures are
+transient (storage and ffmpeg I/O) and a `gpu` tag on the stylization task.
+
+GPU slots: `prefect concurrency-limit create gpu N` caps how many stylization tasks run at
+once across all workers (one per GPU). Without that limit, nothing is capped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from tasks import stylize, video
+
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
+
+probe = task(video.probe, name="probe", **IO_RETRIES)
+scene_cuts = task(stylize.scene_cuts_in_range, name="scene-cuts")
+stylize_chunk = task(
+    stylize.stylize_chunk,
+    name="stylize-chunk",
+    tags=["gpu"],
+    task_run_name="stylize {chunk.name} (frames {chunk.start}+{chunk.count})",
+)
+
+
+@task(name="assemble", **IO_RETRIES)
+def assemble(segments: list[str], source: str, out: str, audio_start: float) -> str:
+    """Concatenate the chunk segments and put the source's audio back."""
+    joined = Path(out).with_name("joined" + Path(out).suffix)
+    video.concat(segments, joined)
+    video.mux_audio(joined, source, out, audio_start=audio_start)
+    joined.unlink()
+    return out
