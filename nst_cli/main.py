@@ -149,9 +149,11 @@ def image(
 
 @app.command()
 def video(
-    source: Annotated[Path, typer.Argument(help="Input video.")],
-    styles: Annotated[list[Path], typer.Argument(help="One or more style images.")],
-    output: options.Output,
+    source: Annotated[str, typer.Argument(help="Input video: a path or s3://bucket/key.")],
+    styles: Annotated[list[str], typer.Argument(help="Style images: paths or s3:// URIs.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output video: a path or s3://bucket/key.")
+    ],
     size: options.Size = 256,
     first_iterations: options.FirstIterations = None,
     iterations: options.Iterations = 40,
@@ -161,6 +163,9 @@ def video(
     start: options.Start = 0.0,
     duration: options.Duration = None,
     max_frames: options.MaxFrames = None,
+    chunk_frames: options.ChunkFrames = 48,
+    overlap: options.Overlap = 4,
+    workers: options.Workers = 1,
     learning_rate: options.LearningRate = None,
     content_weight: options.ContentWeight = None,
     style_weight: options.StyleWeight = None,
@@ -174,15 +179,12 @@ def video(
     style_layer_weights: options.StyleLayerWeights = None,
     tolerance: options.Tolerance = None,
     crf: options.Crf = 18,
+    work_dir: options.WorkDir = None,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
 ) -> None:
-    """Stylize a video: warm-started frame chain, same frames, fps and audio as the input."""
-    import_tensorflow_quietly()
-    from nst_core import load_image
+    """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio."""
     from nst_core.settings import VideoSettings
-    from nst_core.weights import resolve_weights
-    from tasks.stylize import stylize_clip
 
     settings, _ = options.build_settings(
         model=VideoSettings,
@@ -206,48 +208,85 @@ def video(
         style_layer_weights=style_layer_weights,
         tolerance=tolerance,
     )
-    options.check_output(output)
-    style_pixels = [load_image(path) for path in styles]
-    weights_info = resolve_weights(vgg_weights)
+    options.check_chunking(chunk_frames, overlap, workers)
+    options.check_destination(output)
+    options.check_local_inputs(source, styles, start, duration, max_frames)
+    if vgg_weights:
+        os.environ["NST_VGG19_WEIGHTS"] = str(vgg_weights)  # read again inside each task
+    import_tensorflow_quietly()
+    from flows.stylize_video import run_stylize_video
+
     with progress_bar("stylizing", 0, enabled=not as_json, unit="frames") as bar:
-        result = stylize_clip(
+        manifest = run_stylize_video(
             source,
-            style_pixels,
+            styles,
             output,
             settings,
-            start_seconds=start,
+            chunk_frames=chunk_frames,
+            overlap=overlap,
+            start=start,
             duration=duration,
             max_frames=max_frames,
             crf=crf,
-            weights=weights_info,
-            on_plan=bar.set_total,
-            progress=lambda stats: bar.step(stats.loss),
+            work_dir=str(work_dir) if work_dir else None,
+            workers=workers,
+            listener=bar,
         )
-    report = {**result.summary(), "settings_hash": settings.stable_hash()}
     if as_json:
-        typer.echo(json.dumps(report))
+        typer.echo(json.dumps(_video_report(manifest)))
     else:
+        totals = manifest["totals"]
         typer.echo(
-            f"wrote {output} ({result.frames} frames, {result.iterations} iterations, "
-            f"{result.seconds:.1f} s)"
+            f"wrote {output} ({totals['frames']} frames, {totals['iterations']} iterations, "
+            f"{totals['wall_seconds']:.1f} s{', already done' if manifest.get('skipped') else ''})"
         )
+
+
+def _video_report(manifest: dict) -> dict:
+    """The --json object: the headline figures of the manifest."""
+    totals = manifest["totals"]
+    return {
+        "output": manifest["output"],
+        "manifest": manifest["output"] + ".json",
+        "frames": totals["frames"],
+        "iterations": totals["iterations"],
+        "seconds": totals["wall_seconds"],
+        "stylize_seconds": totals["stylize_seconds"],
+        "chunks": len(manifest["chunks"]),
+        "resumed_chunks": totals["resumed_chunks"],
+        "skipped": bool(manifest.get("skipped")),
+        "job_id": manifest["job_id"],
+        "settings_hash": manifest["settings_hash"],
+    }
 
 
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("output"),
-    size: options.Size = 384,
-    iterations: options.Iterations = 300,
+    size: options.Size = 128,
+    first_iterations: options.FirstIterations = 300,
+    iterations: options.Iterations = 30,
 ) -> None:
-    """Stylize the bundled content photo with the bundled Starry Night."""
+    """Stylize the bundled 3 s clip with Starry Night through the Prefect flow.
+
+    Writes output/bottles_starry_night.mp4 (with the clip's audio), its manifest, and
+    output/bottles_starry_night_frames.jpg (input frames above stylized frames).
+    """
     output.mkdir(parents=True, exist_ok=True)
-    image(
-        content=ASSETS / "content" / "bottles.jpg",
-        styles=[ASSETS / "styles" / "starry_night.jpg"],
-        output=output / "bottles_starry_night.jpg",
+    clip = ASSETS / "videos" / "bottles_with_tone.mp4"
+    result = output / "bottles_starry_night.mp4"
+    video(
+        source=str(clip),
+        styles=[str(ASSETS / "styles" / "starry_night.jpg")],
+        output=str(result),
         size=size,
+        first_iterations=first_iterations,
         iterations=iterations,
     )
+    from tasks.report import contact_sheet
+
+    sheet = contact_sheet(str(clip), str(result), str(output / "bottles_starry_night_frames.jpg"))
+    typer.echo(f"wrote {sheet}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,12 @@ Start = Annotated[float, typer.Option(help="Start time, seconds.")]
 Duration = Annotated[float | None, typer.Option(help="Length to stylize, seconds.")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stylize at most this many frames.")]
 Crf = Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is better).")]
+ChunkFrames = Annotated[int, typer.Option(help="Frames per chunk (unit of parallel work).")]
+Overlap = Annotated[int, typer.Option(help="Warm-up frames stylized before a chunk.")]
+Workers = Annotated[int, typer.Option(help="Chunks stylized at once in this process.")]
+WorkDir = Annotated[
+    Path | None, typer.Option(envvar="NST_WORK_DIR", help="Staging folder for resumable jobs.")
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")]
 
 
@@ -99,3 +105,29 @@ def check_output(path: Path) -> None:
         raise InvalidInputError(f"{path}: output folder {folder} does not exist")
     if not folder.is_dir():
         raise InvalidInputError(f"{path}: output folder {folder} is not a folder")
+
+
+def check_chunking(chunk_frames: int, overlap: int, workers: int) -> None:
+    if chunk_frames < 1 or overlap < 0 or workers < 1:
+        raise InvalidSettingsError("--chunk-frames and --workers must be >= 1 and --overlap >= 0")
+
+
+def check_destination(uri: str) -> None:
+    """Local destinations: fail before any work when the folder is missing."""
+    if not uri.startswith("s3://"):
+        check_output(Path(uri))
+
+
+def check_local_inputs(
+    source: str, styles: list[str], start: float, duration: float | None, max_frames: int | None
+) -> None:
+    """Probe local inputs before Prefect starts: bad files fail in a second, on one line."""
+    from nst_core.images import load_image
+    from tasks.plan import frame_range
+    from tasks.video import probe
+
+    if not source.startswith("s3://"):
+        frame_range(probe(source), start, duration, max_frames)
+    for style in styles:
+        if not style.startswith("s3://"):
+            load_image(style)

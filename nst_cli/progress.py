@@ -46,6 +46,13 @@ class Bar:
     def step(self, loss: float) -> None:
         self._progress.update(self._task, advance=1, loss=loss)
 
+    # tasks.stylize.FrameListener: progress from the flow's chunks in this process.
+    def planned(self, frames: int) -> None:
+        self.set_total(frames)
+
+    def stylized(self, stats) -> None:
+        self.step(stats.loss)
+
 
 @contextmanager
 def progress_bar(

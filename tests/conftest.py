@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import prefect  # noqa: F401  (configures Prefect's log handlers before any test captures stderr)
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-pytest_plugins = ["tests.media", "tests.s3"]
+pytest_plugins = ["tests.media", "tests.s3", "tests.prefect_server"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

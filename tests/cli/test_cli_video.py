@@ -1,13 +1,10 @@
-"""`nst video` on real clips: formats that must work, inputs that must fail cleanly."""
+"""`nst video` on inputs that must fail cleanly, before any Prefect or TensorFlow start-up."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from nst_cli.main import main
-from tasks import video
 
 FAST = ["--size", "32", "--first-iterations", "3", "--iterations", "1", "--json"]
 
@@ -21,21 +18,6 @@ def _run(args, capsys):
 @pytest.fixture
 def style(assets):
     return assets / "styles" / "starry_night.jpg"
-
-
-@pytest.mark.parametrize("clip", ["odd", "rot90", "ten_bit", "full_range", "vfr", "one_frame"])
-def test_formats_come_out_with_every_frame(clip, request, style, tmp_path, capsys, vgg_weights):
-    source = request.getfixturevalue(clip)
-    out = tmp_path / "out.mp4"
-    code, stdout, err = _run(["video", source, style, "-o", out, *FAST], capsys)
-    assert code == 0, err
-    report = json.loads(stdout)
-    src, dst = video.probe(source), video.probe(out)
-    assert dst.frame_count == src.frame_count == report["frames"]
-    assert abs(dst.duration - src.duration) < 0.05
-    assert dst.rotation == 0
-    assert (dst.width > dst.height) == (src.width > src.height)  # rotation applied
-    assert max(dst.width, dst.height) <= 32
 
 
 @pytest.mark.parametrize(

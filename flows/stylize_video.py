@@ -1,0 +1,205 @@
+"""The stylize-video flow: probe -> plan chunks -> fan out -> check every chunk -> concat +
+audio -> publish -> manifest. Orchestration only: no tensors here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from nst_core.settings import VideoSettings
+from tasks import prefect_tasks, storage
+from tasks.plan import frame_range, job_id, plan_chunks
+from tasks.report import preview_markdown, summary_markdown
+from tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
+from tasks.video import read_frames
+
+MANIFEST_SUFFIX = ".json"
+
+
+def default_work_dir() -> Path:
+    """Staging for downloads and chunk segments; survives a crash so reruns resume."""
+    root = os.environ.get("NST_WORK_DIR") or Path.home() / ".cache" / "nst-video" / "jobs"
+    return Path(root)
+
+
+def manifest_uri(destination: str) -> str:
+    return destination + MANIFEST_SUFFIX
+
+
+def _finished_manifest(destination: str, job: str) -> dict | None:
+    """The manifest of an earlier run of this very job, if its output is complete."""
+    manifest = manifest_uri(destination)
+    if not (storage.exists(manifest) and storage.exists(destination)):
+        return None
+    data = json.loads(storage.read_text(manifest))
+    return data if data.get("job_id") == job else None
+
+
+def _job_identity(source: str, styles: list[str], settings: VideoSettings, **plan) -> dict:
+    return {
+        "source": storage.identity(source),
+        "styles": [storage.identity(style) for style in styles],
+        "settings": settings.stable_hash(),
+        **plan,
+    }
+
+
+@flow(
+    name="stylize-video",
+    flow_run_name="stylize {source}",
+    task_runner=ThreadPoolTaskRunner(max_workers=1),  # one chain at a time on a CPU
+)
+def stylize_video(
+    source: str,
+    styles: list[str],
+    destination: str,
+    settings: VideoSettings | None = None,
+    chunk_frames: int = 48,
+    overlap: int = 4,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_frames: int | None = None,
+    crf: int = 18,
+    work_dir: str | None = None,
+) -> dict:
+    """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).
+
+    Returns the run's manifest, also written as JSON next to the output. Rerunning a killed
+    job recomputes only unfinished chunks; rerunning a finished job does nothing.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    settings = settings or VideoSettings()
+    plan_params = {
+        "chunk_frames": chunk_frames,
+        "overlap": overlap,
+        "start": start,
+        "duration": duration,
+        "max_frames": max_frames,
+        "crf": crf,
+    }
+    job = job_id(**_job_identity(source, styles, settings, **plan_params))
+    if done := _finished_manifest(destination, job):
+        logger.info("job %s already finished: %s", job, destination)
+        return {**done, "skipped": True}
+
+    job_dir = Path(work_dir or default_work_dir()) / job
+    (job_dir / "chunks").mkdir(parents=True, exist_ok=True)
+    local_source = str(storage.fetch(source, job_dir / "inputs"))
+    local_styles = [str(storage.fetch(style, job_dir / "inputs")) for style in styles]
+    info = prefect_tasks.probe(local_source)
+    first, count = frame_range(info, start, duration, max_frames)
+    cuts = prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
+    chunks = plan_chunks(first, count, chunk_frames, overlap, cuts)
+    logger.info("job %s: %d frames in %d chunks, cuts at %s", job, count, len(chunks), cuts)
+    notify_planned(sum(chunk.warmup + chunk.count for chunk in chunks))
+
+    progress = create_progress_artifact(0.0, description=f"chunks of {source}")
+    futures = [
+        prefect_tasks.stylize_chunk.submit(
+            local_source,
+            local_styles,
+            settings,
+            chunk,
+            str(job_dir / "chunks" / f"{chunk.name}.mp4"),
+            info=info,
+            cuts=cuts,
+            crf=crf,
+        )
+        for chunk in chunks
+    ]
+    results: list[ChunkResult] = []
+    for future in as_completed(futures):
+        result = future.result()  # a failed chunk raises here and fails the flow
+        results.append(result)
+        update_progress_artifact(progress, 100.0 * len(results) / len(chunks))
+        logger.info(
+            "%s chunk %d: %d frames, %.1f s",
+            "resumed" if result.resumed else "stylized",
+            result.index,
+            result.frames,
+            result.seconds,
+        )
+    results.sort(key=lambda r: r.index)
+
+    final = job_dir / f"final{Path(destination).suffix or '.mp4'}"
+    prefect_tasks.assemble(
+        [r.segment for r in results], local_source, str(final), float(first / info.avg_fps)
+    )
+    storage.publish(final, destination)
+    manifest = {
+        "job_id": job,
+        "source": source,
+        "styles": styles,
+        "output": destination,
+        "settings": settings.model_dump(mode="json"),
+        "settings_hash": settings.stable_hash(),
+        "identity": _job_identity(source, styles, settings, **plan_params),
+        "video": {"frames": count, "first_frame": first, "fps": str(info.avg_fps), "cuts": cuts},
+        "chunks": [vars(r) | {"segment": Path(r.segment).name} for r in results],
+        "totals": {
+            "frames": sum(r.frames for r in results),
+            "iterations": sum(r.iterations for r in results),
+            "stylize_seconds": sum(r.seconds for r in results if not r.resumed),
+            "resumed_chunks": sum(r.resumed for r in results),
+            "wall_seconds": time.perf_counter() - started,
+        },
+    }
+    storage.write_text(manifest_uri(destination), json.dumps(manifest, indent=2))
+    _publish_artifacts(manifest, results, final, destination)
+    shutil.rmtree(job_dir, ignore_errors=True)
+    return manifest
+
+
+def _publish_artifacts(manifest: dict, results: list[ChunkResult], final: Path, link: str) -> None:
+    create_markdown_artifact(
+        summary_markdown(manifest, results),
+        key="stylize-summary",
+        description="chunks, timings and losses",
+    )
+    target = link if link.startswith("s3://") else Path(link).resolve().as_uri()
+    create_link_artifact(target, link_text=Path(link).name, description="stylized video")
+    middle = manifest["totals"]["frames"] // 2
+    frame = next(read_frames(final, start=middle, count=1))
+    create_markdown_artifact(
+        preview_markdown(frame, f"frame {middle} of {link}"), description="preview"
+    )
+
+
+def run_stylize_video(
+    source: str,
+    styles: list[str],
+    destination: str,
+    settings: VideoSettings,
+    *,
+    workers: int = 1,
+    listener: FrameListener | None = None,
+    **params,
+) -> dict:
+    """Run the flow in this process with `workers` chunk threads; returns the manifest.
+
+    Without PREFECT_API_URL, Prefect starts a temporary local server for the run (several
+    seconds); with it, the run appears on that server's UI.
+    """
+    runner = stylize_video.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    if listener:
+        LISTENERS.append(listener)
+    try:
+        return runner(source, styles, destination, settings, **params)
+    finally:
+        if listener:
+            LISTENERS.remove(listener)
