@@ -1,0 +1,302 @@
+"""The stylize-batch flow: every video under a folder or S3 prefix, each one a stylize-video
+subflow, at most `concurrency` at a time. Orchestration only: no tensors here.
+
+Decisions (see docs/deployment.md):
+- Concurrency: each video runs in a `stylize-one` task that calls the `stylize_video` flow,
+  so every video is its own flow run in the UI (a child of its task run). The tasks are
+  submitted to a ThreadPoolTaskRunner sized by `concurrency`, opened inside the flow: the
+  bound is a flow parameter (a deployment can set it) instead of a decorator constant.
+- Which files: by default every file whose extension is one of VIDEO_EXTENSIONS (any case);
+  `glob` (an fnmatch pattern on the file name, case-insensitive) replaces that rule. Other
+  files are listed as ignored; files under the destination are never inputs.
+- Outputs: destination + the path relative to the source, extension .mp4.
+- Failures: a video that fails (corrupt, unreadable...) fails its own task and subflow; the
+  other videos go on. At the end the summary artifact is written and, if any video failed,
+  the batch raises BatchFailedError naming them, so the run ends Failed (a scheduled batch
+  with a bad input must show red). The error carries the summary (`error.summary`).
+- Done already: the subflow returns `skipped=True` when the output and manifest of the same
+  job (same inputs, settings and plan) exist; the batch reports that as "skipped".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from flows.stylize_video import stylize_video
+from nst_core.errors import InvalidInputError, NSTError
+from nst_core.settings import VideoSettings
+from tasks import storage
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+OUTPUT_SUFFIX = ".mp4"
+
+
+class BatchFailedError(NSTError):
+    """Some videos of a batch failed; `summary` holds every entry (the good ones too)."""
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self):  # Prefect may pickle a flow's exception: keep the summary
+        return (type(self), (str(self), self.summary))
+
+
+def is_video(name: str, glob: str | None = None) -> bool:
+    """A batch input? `glob` (case-insensitive fnmatch) if given, else a video extension."""
+    if glob:
+        return fnmatch.fnmatch(name.lower(), glob.lower())
+    return PurePosixPath(name).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def relative_path(uri: str, root: str) -> str:
+    """`uri`'s path below the folder or S3 prefix `root`, '/'-separated."""
+    loc, base = storage.parse_uri(uri), storage.parse_uri(root)
+    if loc.is_s3:
+        prefix = base.key.rstrip("/") + "/" if base.key.strip("/") else ""
+        return loc.key[len(prefix) :]
+    return Path(uri).relative_to(Path(root)).as_posix()
+
+
+def output_for(uri: str, source: str, destination: str) -> str:
+    """destination + the relative path of `uri` under `source`, with the extension .mp4."""
+    rel = PurePosixPath(relative_path(uri, source)).with_suffix(OUTPUT_SUFFIX)
+    return storage.join_uri(destination, *rel.parts)
+
+
+def _inside(uri: str, folder: str) -> bool:
+    """Is `uri` at or below the folder / S3 prefix `folder`?"""
+    a, b = storage.parse_uri(uri).uri, storage.parse_uri(folder).uri.rstrip("/")
+    return a == b or a.startswith(b + "/")
+
+
+def plan_batch(source: str, destination: str, glob: str | None = None) -> tuple[list, list]:
+    """-> ([(input, output)], [(ignored file, reason)]) for every file under `source`."""
+    jobs: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
+    taken: dict[str, str] = {}
+    for uri in storage.list_files(source):
+        name = storage.parse_uri(uri).name
+        if _inside(uri, destination):
+            continue  # our own outputs and manifests, when destination is inside source
+        if not is_video(name, glob):
+            ignored.append((uri, f"not matching {glob}" if glob else "not a video"))
+            continue
+        out = output_for(uri, source, destination)
+        if out in taken:
+            ignored.append((uri, f"same output as {taken[out]}"))
+            continue
+        taken[out] = uri
+        jobs.append((uri, out))
+    return jobs, ignored
+
+
+def check_writable(destination: str) -> None:
+    """Local destinations: create the folder and write a probe file, before any work.
+
+    S3 has no cheap equivalent without writing an object; a refused write there fails each
+    video's own entry instead.
+    """
+    if destination.startswith("s3://"):
+        return
+    folder = Path(destination)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".nst-probe-"):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(
+            f"destination {destination} is not writable: {exc.strerror or exc}"
+        ) from None
+
+
+@task(name="stylize-one", task_run_name="video {source}")
+def stylize_one(
+    source: str, styles: list[str], output: str, settings: VideoSettings, params: dict
+) -> dict:
+    """Run the stylize-video subflow for one video; -> its summary row (raises if it failed)."""
+    started = time.perf_counter()
+    if not output.startswith("s3://"):
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+    manifest = stylize_video(source, styles, output, settings, **params)
+    return {
+        "video": source,
+        "output": output,
+        "status": "skipped" if manifest.get("skipped") else "done",
+        "frames": manifest["totals"]["frames"],
+        "seconds": round(time.perf_counter() - started, 2),
+        "job_id": manifest["job_id"],
+        "error": "",
+    }
+
+
+@flow(name="stylize-batch", flow_run_name="batch {source}")
+def stylize_batch(
+    source: str,
+    styles: Annotated[list[str], Field(min_length=1)],
+    destination: str,
+    settings: VideoSettings | None = None,
+    glob: str | None = None,
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 2,
+    chunk_frames: Annotated[int, Field(ge=1)] = 48,
+    overlap: Annotated[int, Field(ge=0)] = 4,
+    max_frames: Annotated[int | None, Field(ge=1)] = None,
+    crf: Annotated[int, Field(ge=0, le=51)] = 18,
+    work_dir: str | None = None,
+) -> dict:
+    """Stylize every video under `source` into `destination`; -> the batch summary.
+
+    Raises BatchFailedError (run Failed) when any video failed; the others are still done.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    settings = settings or VideoSettings()
+    jobs, ignored = plan_batch(source, destination, glob)
+    for uri, reason in ignored:
+        logger.warning("ignored %s: %s", uri, reason)
+    if not jobs:
+        logger.info("nothing to do: no videos under %s", source)
+    else:
+        check_writable(destination)
+    params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
+    rows = _run_all(jobs, styles, settings, concurrency, crf=crf, work_dir=work_dir, **params)
+    summary = _summary(source, destination, rows, ignored, time.perf_counter() - started)
+    _publish_summary(summary)
+    failed = [row["video"] for row in rows if row["status"] == "failed"]
+    if failed:
+        raise BatchFailedError(
+            f"{len(failed)} of {len(rows)} videos failed: {', '.join(failed)}", summary
+        )
+    return summary
+
+
+def _run_all(jobs: list, styles: list[str], settings: VideoSettings, concurrency: int, **params):
+    """Submit one stylize-one task per video, at most `concurrency` at once; -> rows.
+
+    Every future is resolved here: a failed one becomes a "failed" row with its error.
+    """
+    logger = get_run_logger()
+    if not jobs:
+        return []
+    with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
+        futures = [
+            runner.submit(
+                stylize_one,
+                {
+                    "source": src,
+                    "styles": styles,
+                    "output": out,
+                    "settings": settings,
+                    "params": params,
+                },
+            )
+            for src, out in jobs
+        ]
+        rows = []
+        for (src, out), future in zip(jobs, futures, strict=True):
+            future.wait()
+            value = future.result(raise_on_failure=False)
+            if isinstance(value, BaseException) or not future.state.is_completed():
+                message = _one_line(value) if isinstance(value, BaseException) else "no result"
+                logger.error("%s failed: %s", src, message)
+                value = _failed_row(src, out, message)
+            rows.append(value)
+    return rows
+
+
+def _failed_row(source: str, output: str, message: str) -> dict:
+    return {
+        "video": source,
+        "output": output,
+        "status": "failed",
+        "frames": 0,
+        "seconds": 0.0,
+        "job_id": "",
+        "error": message,
+    }
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, NSTError) else f"{type(error).__name__}: {text}"[:300]
+
+
+def _summary(source: str, destination: str, rows: list, ignored: list, seconds: float) -> dict:
+    """The batch's result: every video's row, the ignored files and the counts."""
+    statuses = ("done", "skipped", "failed")
+    counts = {status: sum(r["status"] == status for r in rows) for status in statuses}
+    return {
+        "source": source,
+        "destination": destination,
+        "videos": rows,
+        "ignored": [{"file": uri, "reason": reason} for uri, reason in ignored],
+        "counts": {**counts, "videos": len(rows), "ignored": len(ignored)},
+        "wall_seconds": round(seconds, 2),
+    }
+
+
+def _link(uri: str) -> str:
+    """A Markdown link to an output: file:// for local paths, the s3:// URI otherwise."""
+    target = uri if uri.startswith("s3://") else Path(uri).resolve().as_uri()
+    return f"[{os.path.basename(uri)}]({target})"
+
+
+def summary_markdown(summary: dict) -> str:
+    """Markdown: counts, one row per video (status, frames, seconds, output), ignored files."""
+    c = summary["counts"]
+    lines = [
+        f"# Batch {summary['source']} -> {summary['destination']}",
+        f"- videos: {c['videos']} ({c['done']} done, {c['skipped']} skipped, "
+        f"{c['failed']} failed); ignored files: {c['ignored']}; wall {summary['wall_seconds']} s",
+        "",
+    ]
+    if not summary["videos"]:
+        lines.append(f"Nothing to do: no videos under `{summary['source']}`.")
+    else:
+        lines += ["| video | status | frames | seconds | output |", "|---|:---:|---:|---:|---|"]
+        for r in summary["videos"]:
+            out = _link(r["output"]) if r["status"] != "failed" else r["error"].replace("|", "/")
+            lines.append(
+                f"| `{r['video']}` | {r['status']} | {r['frames']} | {r['seconds']} | {out} |"
+            )
+    if summary["ignored"]:
+        lines += ["", "Ignored files:", ""]
+        lines += [f"- `{i['file']}`: {i['reason']}" for i in summary["ignored"]]
+    return "\n".join(lines)
+
+
+def _publish_summary(summary: dict) -> None:
+    """The UI's view of the batch: a Markdown summary and a sortable table."""
+    create_markdown_artifact(
+        summary_markdown(summary), key="batch-summary", description="videos of the batch"
+    )
+    if summary["videos"]:
+        columns = ("video", "status", "frames", "seconds", "output", "error")
+        create_table_artifact(
+            [{k: r[k] for k in columns} for r in summary["videos"]],
+            key="batch-videos",
+            description="one row per video",
+        )
+
+
+def run_stylize_batch(
+    source: str, styles: list[str], destination: str, settings: VideoSettings, **params
+) -> dict:
+    """Run the flow in this process; -> the summary, also when some videos failed.
+
+    Raises BatchFailedError only through the summary's counts: callers check "failed".
+    """
+    try:
+        return stylize_batch(source, styles, destination, settings, **params)
+    except BatchFailedError as error:
+        return {**error.summary, "error": str(error)}
