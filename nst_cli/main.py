@@ -17,6 +17,8 @@ import typer
 # Before anything imports TensorFlow: keep its C++ start-up chatter off the user's terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# A temporary Prefect server would otherwise try to send telemetry and log its failure.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from nst_cli import options  # noqa: E402
 from nst_cli.progress import progress_bar  # noqa: E402
