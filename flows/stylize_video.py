@@ -18,7 +18,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from nst_core.settings import VideoSettings
 from tasks import prefect_tasks, storage
@@ -188,14 +188,17 @@ def run_stylize_video(
     *,
     workers: int = 1,
     listener: FrameListener | None = None,
+    task_runner: TaskRunner | None = None,
     **params,
 ) -> dict:
     """Run the flow in this process with `workers` chunk threads; returns the manifest.
 
     Without PREFECT_API_URL, Prefect starts a temporary local server for the run (several
-    seconds); with it, the run appears on that server's UI.
+    seconds); with it, the run appears on that server's UI. `task_runner` (e.g. a Dask
+    one, see flows/dask_runner.py) replaces the chunk threads.
     """
-    runner = stylize_video.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    chosen = task_runner or ThreadPoolTaskRunner(max_workers=workers)
+    runner = stylize_video.with_options(task_runner=chosen)
     if listener:
         LISTENERS.append(listener)
     try:
