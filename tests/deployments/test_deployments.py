@@ -1,0 +1,182 @@
+"""deployments/: prefect.yaml is checked, and a deployment runs on a real server + worker.
+
+The server test starts `prefect server start` (SQLite in a temporary PREFECT_HOME), creates a
+process work pool, deploys the on-demand single-video deployment with `prefect deploy` from
+deployments/prefect.yaml, starts a worker and waits for a run to write its video.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.validate import (
+    PREFECT_YAML,
+    REPO_ROOT,
+    DeploymentConfigError,
+    check_deployment,
+    load_deployments,
+)
+from nst_core.settings import make_video_settings
+from tasks import video
+
+FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+BATCH = {
+    "name": "b",
+    "entrypoint": "flows/stylize_batch.py:stylize_batch",
+    "parameters": {"source": "in", "destination": "out", "styles": ["s.jpg"]},
+    "schedules": [{"cron": "0 2 * * *", "timezone": "UTC"}],
+}
+
+
+def test_the_shipped_prefect_yaml_is_valid():
+    specs = {spec.name: spec for spec in load_deployments(PREFECT_YAML)}
+    assert set(specs) == {"nightly-batch", "on-demand"}
+    assert specs["nightly-batch"].schedules[0][0].cron == "0 2 * * *"
+    assert specs["on-demand"].schedules == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schedules": [{"cron": "61 * * * *"}]}, "invalid schedule.*Invalid cron string"),
+        ({"schedules": [{"cron": "0 2 * * *", "timezone": "Mars/Base"}]}, "invalid schedule"),
+        ({"schedules": [{"cron": "0 2 * * *", "interval": 60}]}, "invalid.*exactly one of"),
+        ({"parameters": {**BATCH["parameters"], "concurency": 2}}, "unknown parameter.*concurency"),
+        ({"parameters": {**BATCH["parameters"], "concurrency": 0}}, "bad parameters.*concurrency"),
+        ({"parameters": {**BATCH["parameters"], "settings": {"size": -1}}}, "bad parameters"),
+        (
+            {"parameters": {"source": "in", "styles": ["s.jpg"]}},
+            "a scheduled run needs.*destination",
+        ),
+        ({"entrypoint": "flows/nope.py:x"}, "entrypoint"),
+    ],
+)
+def test_bad_schedules_and_parameters_are_clear_errors(change, message):
+    with pytest.raises(DeploymentConfigError, match=f"deployment 'b': {message}"):
+        check_deployment({**BATCH, **change})
+
+
+def test_validate_command_reports_a_bad_file(tmp_path):
+    bad = yaml.safe_load(PREFECT_YAML.read_text())
+    bad["deployments"][0]["schedules"] = [{"cron": "every night"}]
+    path = tmp_path / "prefect.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    from deployments.validate import main
+
+    assert main([str(path)]) == 1
+    assert main([str(PREFECT_YAML)]) == 0
+
+
+# --- a real server, pool, deployment and worker ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prefect server exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"prefect server not healthy after {timeout} s: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """`prefect server start` on a free port; yields (API URL, env for Prefect commands)."""
+    home = tmp_path_factory.mktemp("prefect_home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    log = home / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_healthy(api, proc, log)
+        yield api, {**env, "PREFECT_API_URL": api}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _prefect(env: dict, *args: str) -> str:
+    done = subprocess.run(
+        [PREFECT, "--no-prompt", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_deployment_runs_on_a_process_worker(real_server, basic, assets, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api, env = real_server
+    env = {**env, "NST_REPO": str(REPO_ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    _prefect(env, "work-pool", "create", "test-pool", "--type", "process")
+    _prefect(
+        env, "deploy", "--prefect-file", str(PREFECT_YAML), "--name", "on-demand",
+        "--pool", "test-pool",
+    )  # fmt: skip
+    out = tmp_path / "styled.mp4"
+    log = tmp_path / "worker.log"
+    with open(log, "w") as handle:
+        worker = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "test-pool", "--limit", "1"],
+            env=env, cwd=tmp_path, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("stylize-video/on-demand")
+            run = client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={
+                    "source": str(basic),
+                    "styles": [str(assets / "styles" / "starry_night.jpg")],
+                    "destination": str(out),
+                    "settings": FAST.model_dump(mode="json"),
+                    "chunk_frames": 12,
+                    "work_dir": str(tmp_path / "w"),
+                },
+            )
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                state = client.read_flow_run(run.id).state
+                if state and state.is_final():
+                    break
+                time.sleep(1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert state and state.is_completed(), f"{state}\n{log.read_text()[-3000:]}"
+    assert video.probe(out).frame_count == 12
+    assert Path(str(out) + ".json").is_file()
