@@ -184,6 +184,8 @@ def video(
     work_dir: options.WorkDir = None,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
+    dask_address: options.DaskAddress = None,
+    dask_workers: options.DaskWorkers = None,
 ) -> None:
     """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio."""
     from nst_core.settings import VideoSettings
@@ -233,6 +235,7 @@ def video(
             work_dir=str(work_dir) if work_dir else None,
             workers=workers,
             listener=bar,
+            task_runner=options.dask_runner(dask_address, dask_workers),
         )
     if as_json:
         typer.echo(json.dumps(_video_report(manifest)))
@@ -289,6 +292,128 @@ def demo(
 
     sheet = contact_sheet(str(clip), str(result), str(output / "bottles_starry_night_frames.jpg"))
     typer.echo(f"wrote {sheet}")
+
+
+@app.command()
+def batch(
+    source: Annotated[str, typer.Argument(help="Folder or s3://bucket/prefix of videos.")],
+    styles: Annotated[list[str], typer.Argument(help="Style images: paths or s3:// URIs.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Destination folder or s3://bucket/prefix.")
+    ],
+    glob: options.Glob = None,
+    concurrency: options.Concurrency = 2,
+    size: options.Size = 256,
+    first_iterations: options.FirstIterations = None,
+    iterations: options.Iterations = 40,
+    frame_init: options.FrameInit = "prev",
+    scene_threshold: options.SceneThreshold = None,
+    temporal_weight: options.TemporalWeight = None,
+    max_frames: options.MaxFrames = None,
+    chunk_frames: options.ChunkFrames = 48,
+    overlap: options.Overlap = 4,
+    learning_rate: options.LearningRate = None,
+    content_weight: options.ContentWeight = None,
+    style_weight: options.StyleWeight = None,
+    tv_weight: options.TvWeight = None,
+    style_blend_weights: options.StyleBlendWeights = None,
+    style_scale: options.StyleScale = None,
+    original_colors: options.OriginalColors = False,
+    pooling: options.Pooling = "max",
+    content_layers: options.ContentLayers = None,
+    style_layers: options.StyleLayers = None,
+    style_layer_weights: options.StyleLayerWeights = None,
+    tolerance: options.Tolerance = None,
+    crf: options.Crf = 18,
+    work_dir: options.WorkDir = None,
+    vgg_weights: options.VggWeights = None,
+    as_json: options.Json = False,
+) -> None:
+    """Stylize every video under a folder or S3 prefix (skips those already done).
+
+    Exit status 1 when any video failed; the others are still written.
+    """
+    from nst_core.settings import VideoSettings
+
+    settings, _ = options.build_settings(
+        model=VideoSettings,
+        init="content",
+        size=size,
+        first_iterations=first_iterations,
+        iterations=iterations,
+        frame_init=frame_init,
+        scene_threshold=scene_threshold,
+        temporal_weight=temporal_weight,
+        learning_rate=learning_rate,
+        content_weight=content_weight,
+        style_weight=style_weight,
+        tv_weight=tv_weight,
+        style_blend_weights=style_blend_weights,
+        style_scale=style_scale,
+        original_colors=original_colors,
+        pooling=pooling,
+        content_layers=content_layers,
+        style_layers=style_layers,
+        style_layer_weights=style_layer_weights,
+        tolerance=tolerance,
+    )
+    options.check_chunking(chunk_frames, overlap, concurrency)
+    if vgg_weights:
+        os.environ["NST_VGG19_WEIGHTS"] = str(vgg_weights)
+    import_tensorflow_quietly()
+    from flows.stylize_batch import run_stylize_batch
+
+    summary = run_stylize_batch(
+        source,
+        styles,
+        output,
+        settings,
+        glob=glob,
+        concurrency=concurrency,
+        chunk_frames=chunk_frames,
+        overlap=overlap,
+        max_frames=max_frames,
+        crf=crf,
+        work_dir=str(work_dir) if work_dir else None,
+    )
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_batch(summary)
+    if summary["counts"]["failed"]:
+        raise typer.Exit(1)
+
+
+def _print_batch(summary: dict) -> None:
+    """One line per video, then the counts (failures also on stderr)."""
+    for row in summary["videos"]:
+        detail = row["error"] if row["status"] == "failed" else row["output"]
+        typer.echo(f"{row['status']:8} {row['video']} -> {detail}")
+    for item in summary["ignored"]:
+        typer.echo(f"ignored  {item['file']} ({item['reason']})")
+    c = summary["counts"]
+    if not c["videos"]:
+        typer.echo(f"nothing to do: no videos under {summary['source']}")
+    typer.echo(
+        f"{c['videos']} videos: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed "
+        f"({summary['wall_seconds']:.1f} s)"
+    )
+    if c["failed"]:
+        typer.echo(f"nst: error: {summary['error']}", err=True)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int, typer.Option(min=1, help="Flow runs at once in this process.")] = 1,
+) -> None:
+    """Serve the batch and single-video deployments from this process (no work pool).
+
+    Needs a Prefect server: set PREFECT_API_URL (see docs/deployment.md). Ctrl-C stops.
+    """
+    import_tensorflow_quietly()
+    from deployments.serve import main as serve_main
+
+    serve_main(limit=limit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,3 +131,28 @@ def check_local_inputs(
     for style in styles:
         if not style.startswith("s3://"):
             load_image(style)
+
+
+# --- batch and scale-out (appended) -----------------------------------------------------------
+Glob = Annotated[
+    str | None,
+    typer.Option(help="Only files whose name matches this pattern (default: video extensions)."),
+]
+Concurrency = Annotated[int, typer.Option(min=1, max=64, help="Videos stylized at once.")]
+DaskAddress = Annotated[
+    str | None, typer.Option(help="Run chunks on the Dask scheduler at this address (tcp://...).")
+]
+DaskWorkers = Annotated[
+    int | None, typer.Option(min=1, help="Run chunks on a local Dask cluster of N processes.")
+]
+
+
+def dask_runner(address: str | None, workers: int | None):
+    """The Dask task runner asked for by --dask-address / --dask-workers, or None."""
+    if address and workers:
+        raise InvalidSettingsError("give --dask-address or --dask-workers, not both")
+    if not (address or workers):
+        return None
+    from flows.dask_runner import dask_task_runner
+
+    return dask_task_runner(address=address, workers=workers)

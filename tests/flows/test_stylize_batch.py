@@ -169,3 +169,23 @@ def test_unwritable_destination_fails_before_any_video(prefect_api_url, mixed, s
 def test_bad_parameters_are_refused_before_the_run(prefect_api_url, style, tmp_path):
     with pytest.raises(Exception, match="concurrency"):
         stylize_batch(str(tmp_path), [style], str(tmp_path / "o"), FAST, concurrency=0)
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_batch_json_on_an_empty_folder(prefect_api_url, style, tmp_path, capsys):
+    from nst_cli.main import main
+
+    (tmp_path / "in").mkdir()
+    code = main(["batch", str(tmp_path / "in"), style, "-o", str(tmp_path / "o"), "--json"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["counts"]["videos"] == 0
+
+
+def test_cli_video_refuses_two_dask_targets(basic, style, tmp_path, capsys):
+    from nst_cli.main import main
+
+    args = ["video", str(basic), style, "-o", str(tmp_path / "o.mp4")]
+    code = main([*args, "--dask-address", "tcp://127.0.0.1:1", "--dask-workers", "2"])
+    assert code == 2 and "not both" in capsys.readouterr().err
