@@ -1,0 +1,210 @@
+"""The JAX step (nst_core.jax_step) against the TensorFlow step, on real weights, 32x32.
+
+Needs JAX and KERAS_BACKEND=jax, so it skips in the project's TensorFlow venv. Run it in a
+JAX venv (no conftest: the project's conftest imports Prefect):
+
+    PYTHONPATH=. KERAS_BACKEND=jax NST_TF_PYTHON=.venv/bin/python \\
+        /path/to/jaxvenv/bin/python -m pytest --noconftest tests/nst_core/test_jax_step.py
+
+The TensorFlow reference runs in a subprocess of NST_TF_PYTHON (a Python with TensorFlow;
+Keras picks one backend per process); without it that comparison skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "jax":
+    pytest.skip("KERAS_BACKEND is not jax", allow_module_level=True)
+
+from nst_core.errors import WeightsError  # noqa: E402
+from nst_core.images import load_image, resize  # noqa: E402
+from nst_core.jax_step import JaxAdamConfig, JaxAdamStepper  # noqa: E402
+from nst_core.losses import LossWeights  # noqa: E402
+from nst_core.model import feature_model  # noqa: E402
+from nst_core.weights import resolve_weights  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = (
+    "block4_conv2",
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+)
+WEIGHTS = LossWeights(1.0, 5.0, 0.1, (1.0,) * 5)
+ADAM = JaxAdamConfig(learning_rate=0.02, beta1=0.9, beta2=0.999, epsilon=1e-8)
+STEPS = 10
+
+# Float32 tolerances. Both backends compute the same float32 graph with different conv
+# algorithms and summation orders (oneDNN vs XLA): each conv output carries a relative
+# rounding error of order sqrt(K) * 6e-8 with K = 3*3*C_in <= 4608, i.e. ~1e-5 after 13
+# layers; the style terms are differences of Grams, which amplifies it a few times.
+# Measured: terms agree to ~1e-6, gradients to ~1e-6 (relative L2). The bounds keep 10-100x
+# margin and still catch any real difference (a wrong layer, weight or sign is >1e-1).
+TERMS_RTOL = 1e-4
+GRAD_RTOL = 1e-4
+# After 10 Adam steps the per-pixel updates are lr * m_hat / sqrt(v_hat): pixels whose
+# gradient is ~0 can take opposite +-lr steps on the two backends, so the loss curve, not
+# the pixels, is compared.
+CURVE_RTOL = 1e-3
+
+TF_REFERENCE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
+    from nst_core.model import feature_model, preprocess
+    from nst_core.optimize import AdamConfig, AdamStepper
+    from nst_core.weights import resolve_weights
+
+    args = json.loads(sys.argv[1])
+    data = np.load(args["inputs"])
+    model = feature_model(tuple(args["layers"]), "max", resolve_weights(fetch=False))
+    content_out = model(preprocess(tf.constant(data["content"])))
+    style_out = model(preprocess(tf.constant(data["style"])))
+    targets, grams = list(content_out[:1]), [gram_matrix(f) for f in style_out[1:]]
+    loss = make_loss_fn(model, 1, LossWeights(*args["weights"][:3], tuple(args["weights"][3])))
+    image = tf.constant(data["init"])
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        terms = loss(image, targets, grams)
+    grad = tape.gradient(terms[0], image)
+    stepper = AdamStepper(loss, AdamConfig(*args["adam"]))
+    _, curve, _ = stepper.run(data["init"], args["steps"], targets, grams)
+    np.savez(args["output"], terms=np.stack([t.numpy() for t in terms]), grad=grad.numpy(),
+             curve=np.array(curve.total))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    try:
+        info = resolve_weights(fetch=False)
+    except WeightsError as error:
+        pytest.skip(f"no VGG19 weights here: {error}")
+    return feature_model(LAYERS, "max", info)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, np.ndarray]:
+    """A 32x32 content, a style image and a start half-way between content and noise."""
+    assets = ROOT / "assets"
+    content = resize(load_image(assets / "content" / "bottles.jpg"), 32, 32)[None]
+    style = resize(load_image(assets / "styles" / "starry_night.jpg"), 32, 32)[None]
+    noise = np.random.default_rng(7).random(content.shape, dtype=np.float32)
+    init = np.clip(0.5 * content + 0.5 * noise, 0.0, 1.0).astype("float32")
+    return {"content": content.astype("float32"), "style": style.astype("float32"), "init": init}
+
+
+@pytest.fixture(scope="module")
+def stepper(model) -> JaxAdamStepper:
+    return JaxAdamStepper(model, 1, WEIGHTS, ADAM, precision="float32")
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    """‖a - b‖ / ‖b‖."""
+    return float(np.linalg.norm(np.ravel(a - b)) / np.linalg.norm(np.ravel(b)))
+
+
+def _tf_reference(images: dict[str, np.ndarray], tmp_path: Path) -> dict[str, np.ndarray]:
+    """Terms, gradient and 10-step Adam curve of the TensorFlow step, from NST_TF_PYTHON."""
+    python = os.environ.get("NST_TF_PYTHON")
+    if not python:
+        pytest.skip("set NST_TF_PYTHON to a Python with TensorFlow for the reference")
+    inputs, output = tmp_path / "inputs.npz", tmp_path / "tf.npz"
+    np.savez(inputs, **images)
+    args = {
+        "inputs": str(inputs),
+        "output": str(output),
+        "layers": list(LAYERS),
+        "steps": STEPS,
+        "weights": [WEIGHTS.content, WEIGHTS.style, WEIGHTS.tv, list(WEIGHTS.style_layers)],
+        "adam": [ADAM.learning_rate, ADAM.beta1, ADAM.beta2, ADAM.epsilon],
+    }
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    done = subprocess.run(
+        [python, "-c", TF_REFERENCE, json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(np.load(output))
+
+
+def test_float32_terms_gradient_and_curve_match_tensorflow(stepper, images, tmp_path):
+    reference = _tf_reference(images, tmp_path)
+    targets, grams = stepper.targets(images["content"], images["style"])
+    terms, grad = stepper.loss_and_grad(images["init"], targets, grams)
+    _, curve, _ = stepper.run(images["init"], STEPS, targets, grams, sync_every=4)
+    term_errors = np.abs(terms[0, :4] - reference["terms"][:4]) / np.abs(reference["terms"][:4])
+    print(
+        "term rel errors",
+        term_errors,
+        "grad rel L2",
+        _relative(grad, reference["grad"]),
+        "curve rel",
+        np.max(np.abs(curve[:, 0] / reference["curve"] - 1)),
+    )
+    assert np.all(term_errors < TERMS_RTOL)
+    assert _relative(grad, reference["grad"]) < GRAD_RTOL
+    np.testing.assert_allclose(curve[:, 0], reference["curve"], rtol=CURVE_RTOL)
+
+
+def test_adam_lowers_the_loss_and_keeps_pixels_in_range(stepper, images):
+    targets, grams = stepper.targets(images["content"], images["style"])
+    image, curve, state = stepper.run(images["init"], 30, targets, grams)
+    assert curve.shape == (30, 5) and float(state.t) == 30
+    assert curve[-1, 0] < 0.7 * curve[0, 0]
+    assert image.min() >= 0.0 and image.max() <= 1.0
+
+
+def test_a_batch_is_independent_problems(stepper, images):
+    """Image b of a batch gets the gradient it gets alone (vmap, not batch-wide means)."""
+    pair = np.concatenate([images["init"], images["content"]])
+    targets, grams = stepper.targets(np.concatenate([images["content"]] * 2), images["style"])
+    terms, grad = stepper.loss_and_grad(pair, targets, grams)
+    for b in range(2):
+        one_terms, one_grad = stepper.loss_and_grad(
+            pair[b : b + 1], [t[b : b + 1] for t in targets], grams
+        )
+        np.testing.assert_allclose(terms[b], one_terms[0], rtol=1e-5, atol=1e-12)
+        assert _relative(grad[b], one_grad[0]) < 1e-5
+
+
+def test_bfloat16_step_tracks_float32(model, stepper, images):
+    """bf16 convolutions (float32 Grams and losses): loss within 2%, gradient aligned."""
+    mixed = JaxAdamStepper(model, 1, WEIGHTS, ADAM, compute_dtype="bfloat16")
+    targets, grams = stepper.targets(images["content"], images["style"])
+    terms32, grad32 = stepper.loss_and_grad(images["init"], targets, grams)
+    terms16, grad16 = mixed.loss_and_grad(images["init"], targets, grams)
+    cosine = float(np.sum(grad16 * grad32) / np.linalg.norm(grad16) / np.linalg.norm(grad32))
+    print("bf16 total rel", abs(terms16[0, 0] / terms32[0, 0] - 1), "grad cosine", cosine)
+    assert abs(terms16[0, 0] / terms32[0, 0] - 1) < 2e-2
+    assert cosine > 0.99
+    _, curve, _ = mixed.run(images["init"], 30, targets, grams)
+    assert curve[-1, 0] < 0.7 * curve[0, 0]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q", "-s", "--noconftest"]))
