@@ -124,6 +124,9 @@ class VideoSettings(StyleSettings):
     motion_sigma: float = Field(
         0.05, gt=0, description="Input change (0..1) at which the temporal mask falls to 1/e."
     )
+    settle_frames: int = Field(
+        8, ge=0, le=1000, description="Frames a changed pixel may converge before it is held."
+    )
     scene_threshold: float = Field(0.3, ge=0, le=1)
 
 

@@ -8,10 +8,13 @@ baseline that flickers).
 Drift guard: restarting Adam on every frame makes each warm frame churn (its first steps are
 full-size sign steps) and a static scene wanders over hundreds of frames. The chain keeps
 Adam's moments across warm frames (`carry_state`), and the temporal term (`temporal_weight`)
-pulls every pixel whose input has not changed towards a reference output: the output of the
-frame where that pixel's input last changed (by more than `motion_sigma`). Anchoring to the
-reference, not to the previous output, keeps small per-frame moves from adding up over
-hundreds of frames; moving regions get a zero mask and follow the content freely.
+pulls every pixel whose input has not changed towards a reference output: the output of that
+pixel once its input last settled. Where the input changes (by more than `motion_sigma`)
+the pixel is released; for `settle_frames` frames after a change the reference follows the
+output while the pull ramps back up, so newly revealed content converges before it is
+held (otherwise the half-painted first frame after a change, e.g. a ghost of an object that
+left, would be frozen). Anchoring to the reference, not to the previous output, keeps small
+per-frame moves from adding up over hundreds of frames.
 benchmarks/temporal.py measures both guards.
 """
 
@@ -49,6 +52,26 @@ def still_mask(current: np.ndarray, previous: np.ndarray, sigma: float) -> np.nd
     return np.exp(-np.square(change / sigma)).astype("float32")
 
 
+@dataclass
+class Reference:
+    """Per pixel: the input and output it is held to, and frames since its input changed."""
+
+    input: np.ndarray
+    output: np.ndarray
+    age: np.ndarray  # (H, W, 1) frames since the last change
+
+    def update(self, content: np.ndarray, output: np.ndarray, sigma: float, settle: int) -> None:
+        changed = still_mask(content, self.input, sigma) < np.exp(-1)
+        self.age = np.where(changed, 0, self.age + 1)
+        self.input = np.where(changed, content, self.input)
+        self.output = np.where(self.age <= settle, output, self.output)
+
+    def mask(self, content: np.ndarray, sigma: float, settle: int) -> np.ndarray:
+        """Temporal weight per pixel: still input, ramping up as a change settles."""
+        ramp = np.minimum(1.0, self.age / max(settle, 1))
+        return (still_mask(content, self.input, sigma) * ramp).astype("float32")
+
+
 class FrameChain:
     """Stylizes a sequence of frames of one shot or clip, warm-starting each from the last."""
 
@@ -56,7 +79,7 @@ class FrameChain:
         self.transfer = transfer
         self.settings = settings
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (input, output)
-        self._reference: tuple[np.ndarray, np.ndarray] | None = None  # (input, output)
+        self._reference: Reference | None = None
         self._state: AdamState | None = None
 
     def reset(self) -> None:
@@ -64,16 +87,12 @@ class FrameChain:
         self._previous = self._reference = self._state = None
 
     def _update_reference(self, content: np.ndarray, output: np.ndarray) -> None:
-        """Move the reference to this frame where the input changed by more than sigma."""
-        if self._reference is None:
-            self._reference = (content, output)
-            return
-        reference_input, reference_output = self._reference
-        changed = still_mask(content, reference_input, self.settings.motion_sigma) < np.exp(-1)
-        self._reference = (
-            np.where(changed, content, reference_input),
-            np.where(changed, output, reference_output),
-        )
+        s = self.settings
+        if self._reference is None:  # a cold start: converged, so held at once
+            age = np.full(content.shape[:2] + (1,), s.settle_frames, dtype="float32")
+            self._reference = Reference(content, output, age)
+        else:
+            self._reference.update(content, output, s.motion_sigma, s.settle_frames)
 
     def _warm_init(self, content: np.ndarray) -> np.ndarray:
         previous_input, previous_output = self._previous
@@ -85,10 +104,10 @@ class FrameChain:
         weight = self.settings.temporal_weight
         if weight <= 0:
             return None
-        reference_input, reference_output = self._reference
-        mask = still_mask(content, reference_input, self.settings.motion_sigma)
+        reference = self._reference
+        mask = reference.mask(content, self.settings.motion_sigma, self.settings.settle_frames)
         return (
-            tf.constant(reference_output[None]),
+            tf.constant(reference.output[None]),
             tf.constant(mask[None]),
             tf.constant(weight, tf.float32),
         )

@@ -89,3 +89,24 @@ def test_temporal_term_leaves_moving_pixels_free(moving_frames, starry_64, vgg_w
     a = [s.loss for _, s in with_term.run(moving_frames)]
     b = [s.loss for _, s in without.run(moving_frames)]
     assert a[-1] < 1.1 * b[-1]
+
+
+def test_reference_follows_a_changed_pixel_until_it_settles_then_holds_it():
+    from nst_core.temporal import Reference
+
+    still = np.zeros((1, 2, 3), "float32")
+    moved = still.copy()
+    moved[0, 1] = 1.0  # the right pixel's input changes once, at the first update
+    reference = Reference(still, np.zeros_like(still), np.full((1, 2, 1), 3.0, "float32"))
+    outputs = [np.full_like(still, 0.1 * k) for k in range(1, 7)]
+    masks = []
+    for k, output in enumerate(outputs):
+        reference.update(moved, output, sigma=0.05, settle=2)
+        masks.append(reference.mask(moved, sigma=0.05, settle=2)[0, 1, 0])
+        if k == 0:
+            assert reference.age[0, 0, 0] == 4 and reference.age[0, 1, 0] == 0
+    # The unchanged pixel was held at its first output all along (it had settled before).
+    assert reference.output[0, 0, 0] == 0.0
+    # The changed pixel followed the output for settle=2 frames after the change, then held.
+    assert reference.output[0, 1, 0] == pytest.approx(0.3)
+    assert masks[:3] == [0.0, 0.5, 1.0] and masks[-1] == 1.0
