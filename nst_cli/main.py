@@ -52,6 +52,44 @@ def import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+# The flags of `nst video` and `nst batch` that make up VideoSettings.
+VIDEO_SETTING_FLAGS = (
+    "size",
+    "first_iterations",
+    "iterations",
+    "frame_init",
+    "scene_threshold",
+    "temporal_weight",
+    "learning_rate",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_blend_weights",
+    "style_scale",
+    "original_colors",
+    "pooling",
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "tolerance",
+)
+
+
+def _video_settings(flags: dict):
+    """VideoSettings from a command's flag values (its locals()); one-line errors."""
+    from nst_core.settings import VideoSettings
+
+    values = {name: flags[name] for name in VIDEO_SETTING_FLAGS}
+    return options.build_settings(model=VideoSettings, init="content", **values)[0]
+
+
+def _prepare_run(vgg_weights: Path | None) -> None:
+    """Hand the weights choice to the tasks (they resolve it again) and load TensorFlow."""
+    if vgg_weights:
+        os.environ["NST_VGG19_WEIGHTS"] = str(vgg_weights)
+    import_tensorflow_quietly()
+
+
 @app.command()
 def weights(
     vgg_weights: options.VggWeights = None,
@@ -188,36 +226,11 @@ def video(
     dask_workers: options.DaskWorkers = None,
 ) -> None:
     """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio."""
-    from nst_core.settings import VideoSettings
-
-    settings, _ = options.build_settings(
-        model=VideoSettings,
-        init="content",
-        size=size,
-        first_iterations=first_iterations,
-        iterations=iterations,
-        frame_init=frame_init,
-        scene_threshold=scene_threshold,
-        temporal_weight=temporal_weight,
-        learning_rate=learning_rate,
-        content_weight=content_weight,
-        style_weight=style_weight,
-        tv_weight=tv_weight,
-        style_blend_weights=style_blend_weights,
-        style_scale=style_scale,
-        original_colors=original_colors,
-        pooling=pooling,
-        content_layers=content_layers,
-        style_layers=style_layers,
-        style_layer_weights=style_layer_weights,
-        tolerance=tolerance,
-    )
+    settings = _video_settings(locals())
     options.check_chunking(chunk_frames, overlap, workers)
     options.check_destination(output)
     options.check_local_inputs(source, styles, start, duration, max_frames)
-    if vgg_weights:
-        os.environ["NST_VGG19_WEIGHTS"] = str(vgg_weights)  # read again inside each task
-    import_tensorflow_quietly()
+    _prepare_run(vgg_weights)
     from flows.stylize_video import run_stylize_video
 
     with progress_bar("stylizing", 0, enabled=not as_json, unit="frames") as bar:
@@ -333,34 +346,9 @@ def batch(
 
     Exit status 1 when any video failed; the others are still written.
     """
-    from nst_core.settings import VideoSettings
-
-    settings, _ = options.build_settings(
-        model=VideoSettings,
-        init="content",
-        size=size,
-        first_iterations=first_iterations,
-        iterations=iterations,
-        frame_init=frame_init,
-        scene_threshold=scene_threshold,
-        temporal_weight=temporal_weight,
-        learning_rate=learning_rate,
-        content_weight=content_weight,
-        style_weight=style_weight,
-        tv_weight=tv_weight,
-        style_blend_weights=style_blend_weights,
-        style_scale=style_scale,
-        original_colors=original_colors,
-        pooling=pooling,
-        content_layers=content_layers,
-        style_layers=style_layers,
-        style_layer_weights=style_layer_weights,
-        tolerance=tolerance,
-    )
+    settings = _video_settings(locals())
     options.check_chunking(chunk_frames, overlap, concurrency)
-    if vgg_weights:
-        os.environ["NST_VGG19_WEIGHTS"] = str(vgg_weights)
-    import_tensorflow_quietly()
+    _prepare_run(vgg_weights)
     from flows.stylize_batch import run_stylize_batch
 
     summary = run_stylize_batch(
