@@ -28,6 +28,7 @@ from tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
 from tasks.video import read_frames
 
 MANIFEST_SUFFIX = ".json"
+SEGMENT_CRF = 12  # chunk segments that get cross-faded are encoded twice: keep the first fine
 
 
 def default_work_dir() -> Path:
@@ -118,7 +119,7 @@ def stylize_video(
             str(job_dir / "chunks" / f"{chunk.name}.mp4"),
             info=info,
             cuts=cuts,
-            crf=crf,
+            crf=min(crf, SEGMENT_CRF) if overlap else crf,
         )
         for chunk in chunks
     ]
@@ -138,7 +139,12 @@ def stylize_video(
 
     final = job_dir / f"final{Path(destination).suffix or '.mp4'}"
     prefect_tasks.assemble(
-        [r.segment for r in results], local_source, str(final), float(first / info.avg_fps)
+        [(r.segment, r.warmup) for r in results],
+        local_source,
+        str(final),
+        info.avg_fps,
+        float(first / info.avg_fps),
+        crf=crf,
     )
     storage.publish(final, destination)
     manifest = {

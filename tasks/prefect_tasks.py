@@ -7,6 +7,7 @@ once across all workers (one per GPU). Without that limit, nothing is capped.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 from prefect import task
@@ -26,10 +27,24 @@ stylize_chunk = task(
 
 
 @task(name="assemble", **IO_RETRIES)
-def assemble(segments: list[str], source: str, out: str, audio_start: float) -> str:
-    """Concatenate the chunk segments and put the source's audio back."""
+def assemble(
+    segments: list[tuple[str, int]],
+    source: str,
+    out: str,
+    fps: Fraction,
+    audio_start: float,
+    crf: int = 18,
+) -> str:
+    """Join the chunk segments and put the source's audio back.
+
+    Segments are (path, warm-up frames). Without overlaps they are concatenated losslessly
+    (stream copy); with overlaps the frames are cross-faded and encoded once more.
+    """
     joined = Path(out).with_name("joined" + Path(out).suffix)
-    video.concat(segments, joined)
+    if any(warmup for _, warmup in segments):
+        video.write_frames(stylize.crossfade_frames(segments), joined, fps, crf=crf)
+    else:
+        video.concat([path for path, _ in segments], joined)
     video.mux_audio(joined, source, out, audio_start=audio_start)
     joined.unlink()
     return out

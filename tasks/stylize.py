@@ -135,8 +135,9 @@ def stylize_chunk(
 ) -> ChunkResult:
     """Stylize one chunk into a silent video segment, or return it if already done.
 
-    The segment is written atomically and then a marker JSON beside it: the marker's
-    presence means the chunk is complete, so a rerun after a crash skips it.
+    The segment holds the warm-up frames too (they overlap the previous chunk's last frames
+    and are cross-faded with them by `crossfade_frames`). It is written atomically and then
+    a marker JSON beside it: the marker means the chunk is complete, so a rerun skips it.
     """
     segment = Path(segment)
     marker = segment.with_suffix(".json")
@@ -157,13 +158,12 @@ def stylize_chunk(
     )
     every: list[FrameStats] = []
 
-    def real_frames() -> Iterator[np.ndarray]:
+    def recorded() -> Iterator[np.ndarray]:
         for frame, stats in frames:
             every.append(stats)
-            if stats.index >= chunk.start:  # warm-up frames are only there to settle the chain
-                yield frame
+            yield frame
 
-    write_frames(real_frames(), segment, info.avg_fps, crf=crf)
+    write_frames(recorded(), segment, info.avg_fps, crf=crf)
     kept = [s for s in every if s.index >= chunk.start]
     result = ChunkResult(
         index=chunk.index,
@@ -179,3 +179,31 @@ def stylize_chunk(
     )
     _write_json_atomic(marker, asdict(result))
     return result
+
+
+def _blend(previous: np.ndarray, current: np.ndarray, weight: float) -> np.ndarray:
+    mixed = (1.0 - weight) * previous.astype("float32") + weight * current.astype("float32")
+    return np.clip(np.rint(mixed), 0, 255).astype("uint8")
+
+
+def crossfade_frames(segments: Sequence[tuple[str, int]]) -> Iterator[np.ndarray]:
+    """The frames of consecutive chunk segments, cross-fading where they overlap.
+
+    `segments` are (path, warm-up frames) in order. A chunk's first `warmup` frames cover the
+    same input frames as the previous chunk's last `warmup` frames; there the output fades
+    linearly from the previous chunk to this one. Two chains started apart paint different
+    textures, so a hard switch would be a visible jump at every seam; the fade spreads it
+    over the overlap. Chunks that start at a scene cut have no warm-up and no fade.
+    """
+    tail: list[np.ndarray] = []  # the previous chunk's frames that the next one overlaps
+    for position, (path, warmup) in enumerate(segments):
+        following = segments[position + 1][1] if position + 1 < len(segments) else 0
+        held: list[np.ndarray] = []
+        for offset, frame in enumerate(read_frames(path)):
+            if offset < warmup:
+                yield _blend(tail[offset], frame, (offset + 1) / (warmup + 1))
+                continue
+            held.append(frame)
+            if len(held) > following:
+                yield held.pop(0)
+        tail = held

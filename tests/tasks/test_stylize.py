@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from nst_core.settings import make_video_settings
 from tasks import stylize as stylize_module
 from tasks import video
 from tasks.plan import Chunk
-from tasks.stylize import stylize_chunk
+from tasks.stylize import crossfade_frames, stylize_chunk
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 
@@ -20,13 +22,13 @@ def style(assets) -> str:
     return str(assets / "styles" / "starry_night.jpg")
 
 
-def test_chunk_writes_its_frames_after_a_discarded_warmup(basic, style, tmp_path):
+def test_chunk_writes_its_warmup_and_its_frames(basic, style, tmp_path):
     segment = tmp_path / "chunk_0001.mp4"
     result = stylize_chunk(basic, [style], FAST, Chunk(1, 4, 5, 3), segment)
-    assert video.probe(segment).frame_count == 5 == result.frames
+    assert video.probe(segment).frame_count == 3 + 5 and result.frames == 5
     assert (result.start, result.warmup, result.resumed) == (4, 3, False)
     assert result.iterations == 6 + 7 * 2  # one cold start, then 3 warm-up + 4 warm frames
-    source = np.stack(list(video.read_frames(basic, start=4, count=5, size=48))).astype(float)
+    source = np.stack(list(video.read_frames(basic, start=1, count=8, size=48))).astype(float)
     styled = np.stack(list(video.read_frames(segment))).astype(float)
     assert np.abs(styled - source).mean() > 5  # stylized, not copied
 
@@ -55,3 +57,16 @@ def test_failed_chunk_leaves_no_segment_or_marker(basic, style, tmp_path, monkey
     with pytest.raises(InvalidInputError, match="disk full"):
         stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), tmp_path / "chunk_0000.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_crossfade_blends_overlapping_frames_and_keeps_the_count(tmp_path):
+    def solid(value: int, count: int) -> list[np.ndarray]:
+        return [np.full((16, 16, 3), value, "uint8") for _ in range(count)]
+
+    first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    video.write_frames(solid(0, 6), first, Fraction(30), crf=0)
+    video.write_frames(solid(210, 2) + solid(240, 4), second, Fraction(30), crf=0)
+    frames = list(crossfade_frames([(str(first), 0), (str(second), 2)]))
+    levels = [round(float(f.mean())) for f in frames]
+    assert len(frames) == 6 + 4  # the two warm-up frames replace the first chunk's last two
+    assert levels == pytest.approx([0, 0, 0, 0, 70, 140, 240, 240, 240, 240], abs=2)
