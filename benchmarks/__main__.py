@@ -1,0 +1,72 @@
+"""`python -m benchmarks [NAME ...] [--quick]`: run benchmarks, write JSON + plots, print tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from benchmarks import batch, common, speed, temporal
+
+# name -> function(quick: bool) -> common.Report; one module per benchmark.
+REGISTRY: dict[str, Callable[[bool], common.Report]] = {
+    "speed": speed.run,
+    "temporal": temporal.run,
+    "batch": batch.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all of {', '.join(REGISTRY)})",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+
+    machine = common.machine_info()
+    print(f"machine: {common.machine_line(machine)}\n", flush=True)
+    for name in args.names or list(REGISTRY):
+        load_before = common.load_snapshot()
+        started = time.perf_counter()
+        report = REGISTRY[name](args.quick)
+        seconds = time.perf_counter() - started
+        load_after = common.load_snapshot()
+        payload = {
+            "benchmark": name,
+            "machine": machine,
+            "command": common.command_line(),
+            "quick": args.quick,
+            "config": report.config,
+            "results": report.results,
+            **report.extra,
+            "load": {
+                "before": load_before,
+                "after": load_after,
+                "during": common.interference(load_before, load_after),
+            },
+            "wall_seconds": round(seconds, 1),
+            "created": common.now_iso(),
+        }
+        json_path = common.RESULTS_DIR / f"{name}.json"
+        common.write_json(json_path, payload)
+        written = [json_path]
+        if report.plot:
+            png_path = json_path.with_suffix(".png")
+            report.plot(png_path)
+            written.append(png_path)
+        print(f"## {name}\n\n{report.table}\n", flush=True)
+        rel = ", ".join(str(p.relative_to(common.REPO_ROOT)) for p in written)
+        print(f"({seconds:.0f} s; wrote {rel})\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
