@@ -149,7 +149,7 @@ def stylize_batch(
     glob: str | None = None,
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2,
     chunk_frames: Annotated[int, Field(ge=1)] = 48,
-    overlap: Annotated[int, Field(ge=0)] = 4,
+    overlap: Annotated[int, Field(ge=0)] = 8,
     max_frames: Annotated[int | None, Field(ge=1)] = None,
     crf: Annotated[int, Field(ge=0, le=51)] = 18,
     work_dir: str | None = None,

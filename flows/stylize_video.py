@@ -70,7 +70,7 @@ def stylize_video(
     destination: str,
     settings: VideoSettings | None = None,
     chunk_frames: int = 48,
-    overlap: int = 4,
+    overlap: int = 8,
     start: float = 0.0,
     duration: float | None = None,
     max_frames: int | None = None,
