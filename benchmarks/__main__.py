@@ -7,13 +7,14 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import batch, common, speed, temporal
+from benchmarks import batch, common, pipeline, speed, temporal
 
 # name -> function(quick: bool) -> common.Report; one module per benchmark.
 REGISTRY: dict[str, Callable[[bool], common.Report]] = {
     "speed": speed.run,
     "temporal": temporal.run,
     "batch": batch.run,
+    "pipeline": pipeline.run,
 }
 
 
