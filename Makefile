@@ -25,6 +25,7 @@ test: weights
 	$(BIN)/python -m pytest -q
 
 bench: weights
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dask,dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -57,9 +57,11 @@ def plan_chunks(
     chunks, position = [], start
     while position < end:
         boundary = _next_boundary(position, chunk_frames, end, cuts)
-        # Warm-up never reaches back across a scene cut (or before the range).
+        # Warm-up stays within the previous chunk (its frames are cross-faded with that
+        # chunk's) and never reaches back across a scene cut or before the range.
         last_cut = max(cut for cut in cold_starts if cut <= position)
-        warmup = min(overlap, position - last_cut)
+        previous_start = chunks[-1].start if chunks else start
+        warmup = min(overlap, position - max(last_cut, previous_start))
         chunks.append(Chunk(len(chunks), position, boundary - position, warmup))
         position = boundary
     return chunks

@@ -35,6 +35,11 @@ def test_warmup_never_crosses_a_cut_or_the_range_start():
     assert [(c.start, c.warmup) for c in near_cut] == [(0, 0), (20, 8), (40, 7)]
 
 
+def test_warmup_stays_within_the_previous_chunk():
+    chunks = plan_chunks(0, 12, 4, 8)
+    assert [(c.start, c.warmup) for c in chunks] == [(0, 0), (4, 4), (8, 4)]
+
+
 def test_invalid_plans_are_refused():
     with pytest.raises(ValueError):
         plan_chunks(0, 10, 0, 2)
