@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +62,17 @@ def save_image(image: np.ndarray, path: str | os.PathLike, quality: int = 92) ->
     if image_format is None:
         raise InvalidInputError(f"{path}: unknown image extension (use .png or .jpg)")
     pixels = image if image.dtype == np.uint8 else to_uint8(image)
+    # A fresh name opened with "xb" (not mkstemp): the file gets the usual umask permissions.
+    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise InvalidInputError(f"{path}: cannot write to {folder} ({error.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             Image.fromarray(pixels).save(handle, format=image_format, quality=quality)
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInputError(f"{path}: cannot write to {folder} ({error.strerror})") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

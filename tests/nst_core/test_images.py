@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,6 +64,9 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     image = np.random.default_rng(0).uniform(size=(6, 5, 3)).astype("float32")
     out = save_image(image, tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == [out]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user writes
     np.testing.assert_allclose(load_image(out), np.rint(image * 255) / 255, atol=1e-6)
 
 
