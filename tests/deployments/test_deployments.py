@@ -135,48 +135,59 @@ def _prefect(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def test_deployment_runs_on_a_process_worker(real_server, basic, assets, tmp_path):
+def _run_deployment(client, name: str, parameters: dict, timeout: float = 240):
+    """Create a run of deployment `name` and wait until it ends; returns its final state."""
+    deployment = client.read_deployment_by_name(name)
+    run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.read_flow_run(run.id).state
+        if state and state.is_final():
+            return state
+        time.sleep(1)
+    return client.read_flow_run(run.id).state
+
+
+def test_deployments_run_on_a_process_worker(real_server, basic, assets, tmp_path):
+    """Both shipped deployments, created with `prefect deploy --all`, run on a worker."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     api, env = real_server
     env = {**env, "NST_REPO": str(REPO_ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    _prefect(env, "work-pool", "create", "test-pool", "--type", "process")
-    _prefect(
-        env, "deploy", "--prefect-file", str(PREFECT_YAML), "--name", "on-demand",
-        "--pool", "test-pool",
-    )  # fmt: skip
+    _prefect(env, "work-pool", "create", "gpu", "--type", "process")  # the pool prefect.yaml names
+    _prefect(env, "deploy", "--prefect-file", str(PREFECT_YAML), "--all")
+    style = str(assets / "styles" / "starry_night.jpg")
     out = tmp_path / "styled.mp4"
+    incoming, stylized = tmp_path / "incoming", tmp_path / "stylized"
+    incoming.mkdir()
+    stylized.mkdir()
+    (incoming / "clip.mp4").write_bytes(basic.read_bytes())
     log = tmp_path / "worker.log"
     with open(log, "w") as handle:
         worker = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", "test-pool", "--limit", "1"],
+            [PREFECT, "worker", "start", "--pool", "gpu", "--limit", "1"],
             env=env, cwd=tmp_path, stdout=handle, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     try:
         with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("stylize-video/on-demand")
-            run = client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters={
-                    "source": str(basic),
-                    "styles": [str(assets / "styles" / "starry_night.jpg")],
-                    "destination": str(out),
-                    "settings": FAST.model_dump(mode="json"),
-                    "chunk_frames": 12,
-                    "work_dir": str(tmp_path / "w"),
-                },
-            )
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                state = client.read_flow_run(run.id).state
-                if state and state.is_final():
-                    break
-                time.sleep(1)
+            single = _run_deployment(client, "stylize-video/on-demand", {
+                "source": str(basic), "styles": [style], "destination": str(out),
+                "settings": FAST.model_dump(mode="json"), "chunk_frames": 12,
+                "work_dir": str(tmp_path / "w"),
+            })  # fmt: skip
+            nightly = _run_deployment(client, "stylize-batch/nightly-batch", {
+                "source": str(incoming), "destination": str(stylized), "styles": [style],
+                "settings": FAST.model_dump(mode="json"), "work_dir": str(tmp_path / "w"),
+            })  # fmt: skip
+            schedules = client.read_deployment_by_name("stylize-batch/nightly-batch").schedules
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    assert state and state.is_completed(), f"{state}\n{log.read_text()[-3000:]}"
+    assert single and single.is_completed(), f"{single}\n{log.read_text()[-3000:]}"
     assert video.probe(out).frame_count == 12
     assert Path(str(out) + ".json").is_file()
+    assert nightly and nightly.is_completed(), f"{nightly}\n{log.read_text()[-3000:]}"
+    assert video.probe(stylized / "clip.mp4").frame_count == 12
+    assert [s.schedule.cron for s in schedules] == ["0 2 * * *"]
