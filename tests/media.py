@@ -136,48 +136,24 @@ def audio_only(media: Path) -> Path:
     return lavfi(media / "tone.m4a", "sine=f=440:d=0.5", "-c:a", "aac")
 
 
+def with_tone(out: Path, seconds: float) -> Path:
+    """The 0.4 s testsrc clip with a 440 Hz AAC tone of `seconds`."""
+    tone = f"sine=f=440:d={seconds}"
+    ffmpeg("-f", "lavfi", "-i", testsrc(), "-f", "lavfi", "-i", tone,
+           "-c:v", "libx264", "-c:a", "aac", str(out))  # fmt: skip
+    return out
+
+
 @pytest.fixture(scope="session")
 def with_short_audio(media: Path) -> Path:
     """Video 0.4 s with a 0.25 s AAC tone: all of the audio fits in the video."""
-    out = media / "short_audio.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        testsrc(),
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=f=440:d=0.25",
-        "-c:v",
-        "libx264",
-        "-c:a",
-        "aac",
-        str(out),
-    )
-    return out
+    return with_tone(media / "short_audio.mp4", 0.25)
 
 
 @pytest.fixture(scope="session")
 def with_long_audio(media: Path) -> Path:
     """Video 0.4 s with a 2 s tone: the audio must be cut at the video's end."""
-    out = media / "long_audio.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        testsrc(),
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=f=440:d=2",
-        "-c:v",
-        "libx264",
-        "-c:a",
-        "aac",
-        str(out),
-    )
-    return out
+    return with_tone(media / "long_audio.mp4", 2)
 
 
 @pytest.fixture(scope="session")
