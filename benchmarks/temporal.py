@@ -20,14 +20,15 @@ style, defaults from `VideoSettings` unless a row says otherwise):
    naive chain (fresh Adam per frame, no temporal term) and the guarded default, and each
    guard alone. Also the longest static stretch of a real clip, when the chain covers one.
 
-FULL (28 CPU-minutes: 31 min wall while other jobs took half of the 2 CPUs, roughly 15-18
-min on an idle machine): 96 px (bottles 96x54, frames 40..69: a static stretch 40..52, then
-hands moving; thanks 96x72, frames 0..29), six warm chains per clip, independent frames with
-300 steps each on the 10 frames of strongest motion (bottles 59..68, thanks 0..9; ratios
-compare the same frames and pairs), references of 1000 steps and probes capped at 1000 on
-bottles frames 60, 64, 68; static input at 64 px (64x36), 300 frames for naive and guarded,
-100 for each guard alone, 10 Adam steps per warm frame instead of 40 to keep the time down.
-QUICK (~3 min) is a smoke run at 64 px with a few frames of each.
+FULL (29 CPU-minutes: 23 min wall while other jobs took 29% of the 2 CPUs, 31 min at 52%;
+an idle machine should need roughly 15-18 min): 96 px (bottles 96x54, frames 40..69: a
+static stretch 40..52, then hands moving; thanks 96x72, frames 0..29), six warm chains per
+clip, independent frames with 300 steps each on the 10 frames of strongest motion (bottles
+59..68, thanks 0..9; ratios compare the same frames and pairs), references of 1000 steps and
+probes capped at 1000 on bottles frames 60, 64, 68; static input at 64 px (64x36), 300
+frames for naive and guarded, 100 for each guard alone, 10 Adam steps per warm frame
+instead of 40 to keep the time down. QUICK (~3 min) is a smoke run at 64 px with a few
+frames of each.
 
 Method notes:
 - Chains that share a history are forked (`fork`) instead of being rerun: all variants of a
@@ -275,10 +276,14 @@ def new_chain(transfer: StyleTransfer, settings: VideoSettings) -> FrameChain:
 def fork(chain: FrameChain, settings: VideoSettings) -> FrameChain:
     """A copy of `chain` (previous frame, reference, Adam state) that goes on with `settings`.
 
-    The copy loads the parent's Adam state on its first step, so it must step before the
+    Everything the chain remembers is deep-copied (whatever FrameChain keeps), except the
+    Adam state: the copy loads the parent's on its first step, so it must step before the
     parent steps again; after that the two are independent.
     """
     twin = copy.copy(chain)
+    for name, value in vars(chain).items():
+        if name not in ("transfer", "settings") and not isinstance(value, AdamState):
+            setattr(twin, name, copy.deepcopy(value))
     twin.settings = settings
     twin.transfer = _ChainTransfer(chain.transfer.base)  # type: ignore[attr-defined]
     return twin
