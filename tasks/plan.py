@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from nst_core.errors import InvalidSettingsError
@@ -100,7 +100,3 @@ def job_id(**identity: object) -> str:
     """
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def plan_as_dicts(chunks: Sequence[Chunk]) -> list[dict]:
-    return [asdict(chunk) for chunk in chunks]
