@@ -48,24 +48,6 @@ CONVS = (
     (4, 256, 512), (4, 512, 512), (4, 512, 512), (4, 512, 512),
     (5, 512, 512),
 )  # fmt: skip
-ALL_CONVS = {
-    "block1_conv1": (3, 64),
-    "block1_conv2": (64, 64),
-    "block2_conv1": (64, 128),
-    "block2_conv2": (128, 128),
-    "block3_conv1": (128, 256),
-    "block3_conv2": (256, 256),
-    "block3_conv3": (256, 256),
-    "block3_conv4": (256, 256),
-    "block4_conv1": (256, 512),
-    "block4_conv2": (512, 512),
-    "block4_conv3": (512, 512),
-    "block4_conv4": (512, 512),
-    "block5_conv1": (512, 512),
-    "block5_conv2": (512, 512),
-    "block5_conv3": (512, 512),
-    "block5_conv4": (512, 512),
-}
 
 
 @dataclass(frozen=True)
@@ -120,9 +102,11 @@ def plan(smoke: bool) -> list[Config]:
 
 def random_weights_file(directory: Path, seed: int = 0) -> Path:
     """He-normal VGG19 weights in nst_core's .npz layout (<layer>/kernel, <layer>/bias)."""
+    from nst_core.weights import VGG19_CONV_CHANNELS
+
     rng = np.random.default_rng(seed)
     arrays = {}
-    for name, (c_in, c_out) in ALL_CONVS.items():
+    for name, (c_in, c_out) in VGG19_CONV_CHANNELS.items():
         std = np.sqrt(2.0 / (9 * c_in))
         arrays[f"{name}/kernel"] = (rng.standard_normal((3, 3, c_in, c_out)) * std).astype("f4")
         arrays[f"{name}/bias"] = np.zeros(c_out, "f4")
