@@ -33,7 +33,7 @@ import numpy as np
 from keras import ops
 
 from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
-from nst_core.model import preprocess
+from nst_core.model import preprocess, with_dtype_policy
 
 Progress = Callable[[int, float], None]
 Arrays = Sequence[Any]
@@ -88,23 +88,6 @@ def adam_update(
     v_hat = v / (1 - config.beta2**t)
     update = config.learning_rate * m_hat / (jnp.sqrt(v_hat) + config.epsilon)
     return jnp.clip(image - update, 0.0, 1.0), JaxAdamState(m, v, t)
-
-
-def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
-    """A copy of `model` whose layers compute under `policy` (e.g. "mixed_bfloat16").
-
-    Cloning leaves the cached float32 model of nst_core.model.feature_model untouched.
-    """
-
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, keras.layers.InputLayer):
-            return layer.__class__.from_config(layer.get_config())
-        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    copy.trainable = False
-    return copy
 
 
 def _model_variables(model: keras.Model) -> tuple[list, list]:

@@ -24,7 +24,23 @@ def gram_matrix(features):
     shape = ops.shape(features)
     flat = ops.reshape(features, (shape[0], -1, shape[3]))
     positions = ops.cast(ops.shape(flat)[1], features.dtype)
-    return ops.einsum("bpc,bpd->bcd", flat, flat) / positions
+    return _flat_gram(flat) / positions
+
+
+@ops.custom_gradient
+def _flat_gram(flat):
+    """F^T F of (B, P, C) features, with a one-product gradient.
+
+    The gradient of F^T F is F (U + U^T) for an upstream U: one matmul where autodiff emits
+    two, and a plain matmul where einsum's measured 2.7x slower on CPU (benchmarks/speed).
+    """
+    gram = ops.matmul(ops.transpose(flat, (0, 2, 1)), flat)
+
+    def grad(*args, upstream=None):
+        upstream = args[0] if upstream is None else upstream
+        return ops.matmul(flat, upstream + ops.transpose(upstream, (0, 2, 1)))
+
+    return gram, grad
 
 
 def _relative_error(value, target):
@@ -73,12 +89,13 @@ def make_loss_fn(model, n_content: int, weights: LossWeights) -> LossFn:
     """Return loss(image, content_targets, style_grams, anchor=None) -> 5 terms.
 
     The terms are (total, content, style, tv, temporal); `model` outputs the content layers
-    first, then the style layers. Targets are arguments, not constants, so one compiled step
+    first, then the style layers; its outputs may be bf16 (precision "bfloat16"): the losses
+    are computed in float32. Targets are arguments, not constants, so one compiled step
     serves every frame of a video.
     """
 
     def loss(image, content_targets: Sequence, style_grams: Sequence, anchor=None):
-        outputs = model(preprocess(image))
+        outputs = [ops.cast(f, "float32") for f in model(preprocess(image))]
         content = sum(
             content_loss(f, t) for f, t in zip(outputs[:n_content], content_targets, strict=True)
         )

@@ -87,17 +87,20 @@ class AdamStepper:
         self._loss_fn = loss_fn
         self._step = tf.function(self._step_eager, jit_compile=jit_compile, reduce_retracing=True)
 
-    def _step_eager(self, image, state: AdamState, content_targets, style_grams, anchor):
+    def _step_eager(self, image, moments: tuple, content_targets, style_grams, anchor):
+        # `moments` is (m, v, t) as variables, not the AdamState: a Python object argument
+        # is traced by identity, so every new state would retrace the step (~0.3 s).
+        m, v, t = moments
         c = self.config
         with tf.GradientTape() as tape:
             tape.watch(image)
             terms = self._loss_fn(image, content_targets, style_grams, anchor)
         grad = tape.gradient(terms[0], image)
-        state.t.assign_add(1.0)
-        state.m.assign(c.beta1 * state.m + (1 - c.beta1) * grad)
-        state.v.assign(c.beta2 * state.v + (1 - c.beta2) * tf.square(grad))
-        m_hat = state.m / (1 - tf.pow(c.beta1, state.t))
-        v_hat = state.v / (1 - tf.pow(c.beta2, state.t))
+        t.assign_add(1.0)
+        m.assign(c.beta1 * m + (1 - c.beta1) * grad)
+        v.assign(c.beta2 * v + (1 - c.beta2) * tf.square(grad))
+        m_hat = m / (1 - tf.pow(c.beta1, t))
+        v_hat = v / (1 - tf.pow(c.beta2, t))
         update = c.learning_rate * m_hat / (tf.sqrt(v_hat) + c.epsilon)
         image.assign(tf.clip_by_value(image - update, 0.0, 1.0))
         return tf.stack(terms)
@@ -123,8 +126,9 @@ class AdamStepper:
         if state is None or state.shape != tuple(init.shape):
             state = AdamState(init.shape)
         curve = LossCurve()
+        moments = (state.m, state.v, state.t)
         for i in range(iterations):
-            terms = self._step(image, state, content_targets, style_grams, anchor).numpy()
+            terms = self._step(image, moments, content_targets, style_grams, anchor).numpy()
             curve.append(*map(float, terms))
             if progress:
                 progress(i + 1, float(terms[0]))

@@ -48,6 +48,11 @@ class StyleSettings(BaseModel):
     init: Literal["content", "noise", "image"] = "content"
     original_colors: bool = False
     pooling: Literal["max", "avg"] = "max"
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="VGG19 compute type; bfloat16 keeps Grams and losses in float32 and runs "
+        "about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs.",
+    )
     scales: int = Field(1, ge=1, le=6, description="Coarse-to-fine pyramid levels.")
     seed: int = 0
     content_layers: tuple[str, ...] = ("block4_conv2",)

@@ -64,7 +64,7 @@ class StyleTransfer:
         self.styles = [np.asarray(s, dtype="float32") for s in styles]
         self.blend = settings.blend_weights(len(self.styles))
         layers = (*settings.content_layers, *settings.style_layers)
-        self.model = feature_model(layers, settings.pooling, weights)
+        self.model = feature_model(layers, settings.pooling, weights, settings.precision)
         self.n_content = len(settings.content_layers)
         self.loss_fn = make_loss_fn(
             self.model,
@@ -84,9 +84,9 @@ class StyleTransfer:
         self.min_side = _min_side(layers)
 
     def features(self, image: np.ndarray) -> list:
-        return list(
-            self.model(preprocess(ops.convert_to_tensor(image[None] if image.ndim == 3 else image)))
-        )
+        """float32 activations of the model's layers for an image (H, W, 3) or a batch."""
+        batch = ops.convert_to_tensor(image[None] if image.ndim == 3 else image)
+        return [ops.cast(f, "float32") for f in self.model(preprocess(batch))]
 
     def style_grams(self, height: int, width: int) -> list:
         """Blended Gram targets, with style images sized `style_scale` x the output size."""

@@ -47,3 +47,12 @@ def test_lbfgs_reaches_the_optimum_within_bounds():
     assert np.abs(image - 0.3).max() < 1e-3
     assert image.min() >= 0.0 and image.max() <= 1.0
     assert curve.total[-1] < curve.total[0]
+
+
+def test_a_fresh_adam_state_reuses_the_compiled_step():
+    """Cold starts (first frames, scene cuts, chunks) must not retrace: ~0.3 s each."""
+    target = tf.constant(np.full((1, 4, 4, 3), 0.7, "float32"))
+    stepper = AdamStepper(_quadratic, AdamConfig())
+    states = [stepper.run(np.zeros((1, 4, 4, 3), "float32"), 2, [target], [])[2] for _ in range(3)]
+    assert len({id(state) for state in states}) == 3
+    assert stepper._step.experimental_get_tracing_count() == 1

@@ -90,3 +90,22 @@ def test_too_small_for_the_layers_is_a_settings_error(content_64, starry_64, vgg
         stylize_image(content_64, [starry_64], make_settings(size=20), weights=vgg_weights)
     with pytest.raises(InvalidSettingsError, match="at least one style"):
         StyleTransfer([], make_settings(), vgg_weights)
+
+
+def test_bfloat16_precision_reaches_the_float32_loss(content_64, starry_64, vgg_weights):
+    """bf16 convolutions, float32 losses: same problem, nearly the same optimum."""
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        settings = make_settings(**FAST, precision=precision)
+        transfer = StyleTransfer([starry_64], settings, vgg_weights)
+        assert transfer.model.layers[-1].compute_dtype == precision
+        image, _ = stylize_image(content_64, [starry_64], settings, transfer=transfer)
+        assert image.dtype == np.float32
+        # Judged by the float32 loss, so both runs are scored alike.
+        results[precision] = (image, transfer)
+    float32_transfer = results["float32"][1]
+    losses = {p: float32_transfer.loss(image, content_64)[0] for p, (image, _) in results.items()}
+    start = float32_transfer.loss(content_64, content_64)[0]
+    assert losses["bfloat16"] < 0.8 * start
+    assert losses["bfloat16"] < 1.05 * losses["float32"]
+    assert np.abs(results["bfloat16"][0] - results["float32"][0]).mean() < 0.05
