@@ -33,10 +33,8 @@ frames of each.
 Method notes:
 - Chains that share a history are forked (`fork`) instead of being rerun: all variants of a
   clip fork after the common cold-started frame 0, and every convergence probe forks the
-  chain at t-1. Each chain gets its own `_ChainTransfer`, whose optimizer copies an incoming
-  Adam state into a slot of its own before stepping, so forks never share Adam moments. A
-  fresh state is a zeroed slot: mathematically equal to the new `AdamState` that
-  `AdamStepper.run` would create, without a tf.function retrace per frame.
+  chain at t-1. Each chain gets its own `_ChainTransfer`; Adam states are immutable (each
+  run returns a new one), so forks share the parent's moments without changing them.
 - Losses are those of the returned image (`StyleTransfer.loss`), not the last recorded step.
 """
 
@@ -190,31 +188,14 @@ def log(message: str) -> None:
 class _Optimizer:
     """Stands in for `StyleTransfer.adam` inside one chain (see the module docstring).
 
-    Owns the Adam state the chain carries; with `target` set it runs in chunks until the
-    Gatys loss reaches `target` (or cannot by the iteration budget) and keeps the curve.
+    With `target` set it runs in chunks until the Gatys loss reaches `target` (or cannot by
+    the iteration budget); it keeps the last curve.
     """
 
     def __init__(self, adam: AdamStepper) -> None:
         self.adam = adam
-        self.slot: AdamState | None = None
         self.target: float | None = None
         self.curve = LossCurve()
-
-    def _state_for(self, shape: tuple[int, ...], incoming: AdamState | None) -> AdamState:
-        """This chain's own Adam state, zeroed (fresh) or loaded from `incoming`."""
-        if self.slot is None or self.slot.shape != tuple(shape):
-            self.slot = AdamState(shape)
-        if incoming is None:
-            for variable in (self.slot.m, self.slot.v, self.slot.t):
-                variable.assign(tf.zeros_like(variable))
-        elif incoming is not self.slot:
-            for mine, theirs in zip(
-                (self.slot.m, self.slot.v, self.slot.t),
-                (incoming.m, incoming.v, incoming.t),
-                strict=True,
-            ):
-                mine.assign(theirs)
-        return self.slot
 
     def run(
         self,
@@ -228,25 +209,24 @@ class _Optimizer:
         stop: EarlyStop | None = None,
         progress: Progress | None = None,
     ) -> tuple[np.ndarray, LossCurve, AdamState]:
-        """`AdamStepper.run` on this chain's own state; chunked towards `target` if set."""
-        work = self._state_for(init.shape, state)
+        """`AdamStepper.run`, chunked towards `target` if set."""
         if self.target is None:
-            image, self.curve, _ = self.adam.run(
+            image, self.curve, state = self.adam.run(
                 init,
                 iterations,
                 content_targets,
                 style_grams,
                 anchor=anchor,
-                state=work,
+                state=state,
                 stop=stop,
                 progress=progress,
             )
-            return image, self.curve, work
+            return image, self.curve, state
         self.curve, image = LossCurve(), init
         while len(self.curve) < iterations:
             steps = min(PROBE_CHUNK, iterations - len(self.curve))
-            image, part, _ = self.adam.run(
-                image, steps, content_targets, style_grams, anchor=anchor, state=work
+            image, part, state = self.adam.run(
+                image, steps, content_targets, style_grams, anchor=anchor, state=state
             )
             for terms in zip(
                 part.total, part.content, part.style, part.tv, part.temporal, strict=True
@@ -254,7 +234,7 @@ class _Optimizer:
                 self.curve.append(*terms)
             if _reached_or_hopeless(gatys_curve(self.curve), self.target, iterations):
                 break
-        return image, self.curve, work
+        return image, self.curve, state
 
 
 class _ChainTransfer:
@@ -277,8 +257,7 @@ def fork(chain: FrameChain, settings: VideoSettings) -> FrameChain:
     """A copy of `chain` (previous frame, reference, Adam state) that goes on with `settings`.
 
     Everything the chain remembers is deep-copied (whatever FrameChain keeps), except the
-    Adam state: the copy loads the parent's on its first step, so it must step before the
-    parent steps again; after that the two are independent.
+    Adam state, which is immutable and so shared safely.
     """
     twin = copy.copy(chain)
     for name, value in vars(chain).items():

@@ -66,13 +66,21 @@ class AdamConfig:
     epsilon: float = 1e-8
 
 
+@dataclass(frozen=True)
 class AdamState:
-    """Adam moments for an image; kept across frames of a video to avoid re-churning them."""
+    """Adam moments of an image, kept across frames of a video to avoid re-churning them.
 
-    def __init__(self, shape: Sequence[int]) -> None:
-        self.m = tf.Variable(tf.zeros(shape), trainable=False)
-        self.v = tf.Variable(tf.zeros(shape), trainable=False)
-        self.t = tf.Variable(0.0, trainable=False)
+    Immutable tensors: `AdamStepper.run` returns a new state, so a state can be shared (or
+    a chain forked) without one run changing another's moments.
+    """
+
+    m: tf.Tensor
+    v: tf.Tensor
+    t: tf.Tensor
+
+    @classmethod
+    def zeros(cls, shape: Sequence[int]) -> AdamState:
+        return cls(tf.zeros(shape), tf.zeros(shape), tf.constant(0.0))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -80,30 +88,30 @@ class AdamState:
 
 
 class AdamStepper:
-    """Runs Adam on an image variable with one compiled step per image shape."""
+    """Runs Adam on an image with one compiled step, shape-relaxed after the second shape.
+
+    The step is a pure function of tensors (image, moments, targets): no variables and no
+    Python objects in its signature, so new frames, states and chains reuse one trace.
+    """
 
     def __init__(self, loss_fn: LossFn, config: AdamConfig, jit_compile: bool = False) -> None:
         self.config = config
         self._loss_fn = loss_fn
         self._step = tf.function(self._step_eager, jit_compile=jit_compile, reduce_retracing=True)
 
-    def _step_eager(self, image, moments: tuple, content_targets, style_grams, anchor):
-        # `moments` is (m, v, t) as variables, not the AdamState: a Python object argument
-        # is traced by identity, so every new state would retrace the step (~0.3 s).
-        m, v, t = moments
+    def _step_eager(self, image, m, v, t, content_targets, style_grams, anchor):
         c = self.config
         with tf.GradientTape() as tape:
             tape.watch(image)
             terms = self._loss_fn(image, content_targets, style_grams, anchor)
         grad = tape.gradient(terms[0], image)
-        t.assign_add(1.0)
-        m.assign(c.beta1 * m + (1 - c.beta1) * grad)
-        v.assign(c.beta2 * v + (1 - c.beta2) * tf.square(grad))
+        t = t + 1.0
+        m = c.beta1 * m + (1 - c.beta1) * grad
+        v = c.beta2 * v + (1 - c.beta2) * tf.square(grad)
         m_hat = m / (1 - tf.pow(c.beta1, t))
         v_hat = v / (1 - tf.pow(c.beta2, t))
         update = c.learning_rate * m_hat / (tf.sqrt(v_hat) + c.epsilon)
-        image.assign(tf.clip_by_value(image - update, 0.0, 1.0))
-        return tf.stack(terms)
+        return tf.clip_by_value(image - update, 0.0, 1.0), m, v, t, tf.stack(terms)
 
     def run(
         self,
@@ -122,19 +130,20 @@ class AdamStepper:
         The loss recorded at step i is that of the image before update i; the returned image
         is the one after the last update. `anchor` adds the temporal term (see losses).
         """
-        image = tf.Variable(init, dtype=tf.float32)
+        image = tf.convert_to_tensor(init, dtype=tf.float32)
         if state is None or state.shape != tuple(init.shape):
-            state = AdamState(init.shape)
+            state = AdamState.zeros(init.shape)
+        m, v, t = state.m, state.v, state.t
         curve = LossCurve()
-        moments = (state.m, state.v, state.t)
         for i in range(iterations):
-            terms = self._step(image, moments, content_targets, style_grams, anchor).numpy()
+            image, m, v, t, terms = self._step(image, m, v, t, content_targets, style_grams, anchor)
+            terms = terms.numpy()
             curve.append(*map(float, terms))
             if progress:
                 progress(i + 1, float(terms[0]))
             if stop and stop.update(float(terms[0])):
                 break
-        return image.numpy(), curve, state
+        return image.numpy(), curve, AdamState(m, v, t)
 
 
 def run_lbfgs(

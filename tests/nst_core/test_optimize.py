@@ -38,7 +38,7 @@ def test_adam_state_carries_over_between_runs():
     stepper = AdamStepper(_quadratic, AdamConfig())
     _, _, state = stepper.run(np.zeros_like(target), 10, [tf.constant(target)], [])
     _, _, again = stepper.run(np.zeros_like(target), 5, [tf.constant(target)], [], state=state)
-    assert again is state and float(state.t.numpy()) == 15
+    assert float(again.t.numpy()) == 15 and float(state.t.numpy()) == 10
 
 
 def test_lbfgs_reaches_the_optimum_within_bounds():
@@ -53,6 +53,6 @@ def test_a_fresh_adam_state_reuses_the_compiled_step():
     """Cold starts (first frames, scene cuts, chunks) must not retrace: ~0.3 s each."""
     target = tf.constant(np.full((1, 4, 4, 3), 0.7, "float32"))
     stepper = AdamStepper(_quadratic, AdamConfig())
-    states = [stepper.run(np.zeros((1, 4, 4, 3), "float32"), 2, [target], [])[2] for _ in range(3)]
-    assert len({id(state) for state in states}) == 3
+    for _ in range(3):
+        stepper.run(np.zeros((1, 4, 4, 3), "float32"), 2, [target], [])
     assert stepper._step.experimental_get_tracing_count() == 1
