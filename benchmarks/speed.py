@@ -1,10 +1,15 @@
-"""ms per Adam iteration of the real stylization step: tf.function vs tf.function + XLA.
+"""ms per Adam iteration of the real stylization step, beside a PyTorch CPU reference.
 
-Uses the project's code path: a `StyleTransfer` (VGG19 features, relative Gatys losses) and
-its `AdamStepper` (tf.function, jit_compile=False) against a second `AdamStepper` on the same
-loss with jit_compile=True. Content bottles.jpg and style starry_night.jpg, both
-center-cropped to a square; the content is resized to each size, the style Grams come from
-`StyleTransfer.style_grams` (style image sized like the output, style_scale 1).
+Variants, all on the same problem (VGG19 to block5_conv1, content block4_conv2, 5 Gram
+layers, TV, Adam on the image):
+- tf.function: the project's `StyleTransfer.adam` (the product's default);
+- tf.function+XLA: a second `AdamStepper` on the same loss with jit_compile=True;
+- tf.function bf16: `StyleTransfer` with precision="bfloat16" (bf16 convolutions);
+- torch eager / torch eager bf16: benchmarks/torch_reference.py, PyTorch 2.13 CPU, eager,
+  bf16 by CPU autocast. Before timing, `check_parity` proves it computes the same losses
+  and gradient as the TensorFlow step (recorded in the JSON).
+Content bottles.jpg and style starry_night.jpg, both center-cropped to a square; the content
+is resized to each size, the style Grams come from `StyleTransfer.style_grams`.
 
 Method, for a shared and noisy machine:
 - every (size, variant) is warmed up first: one call with a fresh Adam state (traces and, for
@@ -18,8 +23,8 @@ Method, for a shared and noisy machine:
   go on past `min_rounds` until every size has `quiet_pairs` rounds quiet for both variants;
   after `max_timed_seconds` no new round starts (once MIN_QUIET rounds ran), which keeps a
   run on a busy machine short; medians are over quiet blocks when there are enough;
-- the XLA / tf.function ratio is the median, over rounds quiet for both, of the ratio
-  within one round;
+- a ratio A / B is the median, over rounds quiet for both, of the ratio within one round
+  (see RATIOS);
 - last, `run` with a fresh state (state=None, what every cold start does) is timed to show
   the cost of a call that starts from scratch, and the retraces it causes are counted.
 """
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import torch
 
 from benchmarks.common import (
     REPO_ROOT,
@@ -42,6 +48,7 @@ from benchmarks.common import (
     markdown_table,
     summarize,
 )
+from benchmarks.torch_reference import TorchStepper, check_parity, to_nchw
 from nst_core.images import load_image, resize
 from nst_core.optimize import AdamConfig, AdamStepper
 from nst_core.settings import make_settings
@@ -49,8 +56,17 @@ from nst_core.stylize import StyleTransfer
 
 NAME = "speed"
 SIZES = (64, 128, 256)
-TF_FUNCTION, XLA = "tf.function", "tf.function+XLA"
-VARIANTS = (TF_FUNCTION, XLA)
+TF_FUNCTION, XLA, TF_BF16 = "tf.function", "tf.function+XLA", "tf.function bf16"
+TORCH, TORCH_BF16 = "torch eager", "torch eager bf16"
+VARIANTS = (TF_FUNCTION, XLA, TF_BF16, TORCH, TORCH_BF16)
+# (numerator, denominator): the ratios the table reports, paired within rounds.
+RATIOS = (
+    (TF_FUNCTION, TORCH),  # the CPU target: <= 0.75 at 128 and 256 px
+    (TF_BF16, TORCH_BF16),
+    (TF_BF16, TF_FUNCTION),
+    (XLA, TF_FUNCTION),
+)
+TARGET = (TF_FUNCTION, TORCH, 0.75, (128, 256))
 # A timed block counts as quiet when other processes (or the hypervisor) took less than this
 # share of the CPUs meanwhile; medians are over quiet blocks when there are enough of them.
 QUIET_SHARE = 0.10
@@ -69,7 +85,7 @@ class Plan:
     max_iterations: int = 200
 
 
-FULL = Plan(min_rounds=7, quiet_pairs=5, max_timed_seconds=90, block_seconds=1.2, fresh_calls=2)
+FULL = Plan(min_rounds=7, quiet_pairs=5, max_timed_seconds=150, block_seconds=1.0, fresh_calls=2)
 QUICK = Plan(
     min_rounds=3,
     quiet_pairs=3,
@@ -86,7 +102,7 @@ MIN_QUIET = 3
 class Case:
     size: int
     variant: str
-    stepper: AdamStepper
+    stepper: AdamStepper | TorchStepper
     init: np.ndarray
     targets: list
     grams: list
@@ -136,11 +152,25 @@ def tracing_count(stepper: AdamStepper) -> int | None:
     return counter() if counter else None
 
 
-def quiet_pairs(by_key: dict, size: int) -> list[int]:
-    """Rounds in which both variants at `size` ran quiet blocks."""
-    return sorted(
-        set(by_key[(size, TF_FUNCTION)].quiet_rounds()) & set(by_key[(size, XLA)].quiet_rounds())
-    )
+def quiet_pairs(by_key: dict, size: int, pair: tuple[str, str] = TARGET[:2]) -> list[int]:
+    """Rounds in which both variants of `pair` at `size` ran quiet blocks."""
+    first, second = (by_key[(size, variant)].quiet_rounds() for variant in pair)
+    return sorted(set(first) & set(second))
+
+
+def paired_ratio(by_key: dict, size: int, pair: tuple[str, str], rounds: int) -> dict:
+    """Median (and spread) over rounds quiet for both of time(pair[0]) / time(pair[1])."""
+    top, bottom = (by_key[(size, variant)] for variant in pair)
+    both = quiet_pairs(by_key, size, pair)
+    used = both if len(both) >= MIN_QUIET else list(range(rounds))
+    ratios = [top.ms_per_iteration[i] / bottom.ms_per_iteration[i] for i in used]
+    return {
+        "size": size,
+        "ratio": f"{pair[0]} / {pair[1]}",
+        "paired": summarize(ratios),
+        "rounds": used,
+        "over": "quiet rounds" if used is both else "all rounds (too few quiet ones)",
+    }
 
 
 def _delta(after: int | None, before: int | None) -> int | None:
@@ -151,21 +181,31 @@ def run(quick: bool = False) -> Report:
     plan = QUICK if quick else FULL
     tf.get_logger().setLevel("ERROR")  # the fresh-state calls retrace on purpose
     settings = make_settings(size=max(SIZES))
+    bf16 = settings.model_copy(update={"precision": "bfloat16"})
     content = center_square(load_image(CONTENT))
     style = center_square(load_image(STYLE))
     transfer = StyleTransfer([style], settings)
+    transfer_bf16 = StyleTransfer([style], bf16)
     config: AdamConfig = transfer.adam.config
     steppers = {
         TF_FUNCTION: transfer.adam,
         XLA: AdamStepper(transfer.loss_fn, config, jit_compile=True),
+        TF_BF16: transfer_bf16.adam,
+        TORCH: TorchStepper(settings),
+        TORCH_BF16: TorchStepper(bf16),
     }
+    parity = check_parity(transfer, steppers[TORCH], resize(content, 64, 64))
+    print(f"  torch reference parity: {parity}", flush=True)
 
     cases: list[Case] = []
     for size in SIZES:
         image = resize(content, size, size)
-        targets = transfer.content_targets(image)
-        grams = transfer.style_grams(size, size)
         for variant in VARIANTS:
+            source = transfer_bf16 if variant == TF_BF16 else transfer
+            targets = source.content_targets(image)
+            grams = source.style_grams(size, size)
+            if variant in (TORCH, TORCH_BF16):
+                targets, grams = [to_nchw(t) for t in targets], [to_nchw(g) for g in grams]
             cases.append(Case(size, variant, steppers[variant], image[None], targets, grams))
 
     # Warm-up: trace/compile, then calibrate the block length.
@@ -189,7 +229,7 @@ def run(quick: bool = False) -> Report:
         time.perf_counter() - timing_started < plan.max_timed_seconds
         and (
             round_index < plan.min_rounds
-            or min(len(quiet_pairs(by_key, size)) for size in SIZES) < plan.quiet_pairs
+            or min(len(quiet_pairs(by_key, size)) for size in TARGET[3]) < plan.quiet_pairs
         )
     ):
         order = cases if round_index % 2 == 0 else cases[::-1]
@@ -245,25 +285,28 @@ def run(quick: bool = False) -> Report:
                 else fresh_traces[case.variant] / fresh_calls_per_variant
             ),
         }
-        if case.variant == XLA:
-            base = by_key[(case.size, TF_FUNCTION)]
-            both = quiet_pairs(by_key, case.size)
-            rounds = both if len(both) >= MIN_QUIET else list(range(round_index))
-            paired = [case.ms_per_iteration[i] / base.ms_per_iteration[i] for i in rounds]
-            row["ratio_vs_tf_function"] = summarize(paired)
-            row["ratio_rounds"] = rounds
-            base_samples = [base.ms_per_iteration[i] for i in base.quiet_rounds()]
-            if len(base_samples) < MIN_QUIET:
-                base_samples = base.ms_per_iteration
-            row["ratio_of_medians"] = stats["median"] / summarize(base_samples)["median"]
         results.append(row)
 
+    ratios = [paired_ratio(by_key, size, pair, round_index) for pair in RATIOS for size in SIZES]
+    target_rows = [
+        r for r in ratios if r["ratio"] == f"{TARGET[0]} / {TARGET[1]}" and r["size"] in TARGET[3]
+    ]
+    target = {
+        "ratio": f"{TARGET[0]} / {TARGET[1]}",
+        "at_most": TARGET[2],
+        "sizes": list(TARGET[3]),
+        "measured": {r["size"]: r["paired"]["median"] for r in target_rows},
+        "met": all(r["paired"]["median"] <= TARGET[2] for r in target_rows),
+    }
     return Report(
         results=results,
-        table=_table(results),
+        table=_table(results, ratios, target),
+        extra={"ratios": ratios, "target": target, "torch_parity": parity},
         config={
             "sizes": list(SIZES),
             "variants": list(VARIANTS),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
             "content": str(CONTENT.relative_to(REPO_ROOT)),
             "style": str(STYLE.relative_to(REPO_ROOT)),
             "crop": "center square, then nst_core.images.resize (bicubic, antialiased)",
@@ -293,11 +336,10 @@ def _range(stats: dict, digits: int = 1) -> str:
     return f"{stats['p25']:.{digits}f}–{stats['p75']:.{digits}f}"
 
 
-def _table(results: list[dict]) -> str:
+def _table(results: list[dict], ratios: list[dict], target: dict) -> str:
     rows = []
     for row in results:
         stats, every = row["ms_per_iteration"], row["ms_per_iteration_all_blocks"]
-        ratio = row.get("ratio_vs_tf_function")
         rows.append(
             [
                 row["size"],
@@ -308,11 +350,6 @@ def _table(results: list[dict]) -> str:
                 f"{row['quiet_blocks']}/{row['blocks']}×{row['iterations_per_block']}",
                 f"{row['first_call_s']:.2f}",
                 f"{row['fresh_state_call_s']:.2f}",
-                (
-                    f"**{ratio['median']:.2f}** ({ratio['min']:.2f}–{ratio['max']:.2f})"
-                    if ratio
-                    else "1 (baseline)"
-                ),
             ]
         )
     headers = [
@@ -324,14 +361,25 @@ def _table(results: list[dict]) -> str:
         "quiet/all blocks × iters",
         "first call s",
         "fresh-state call s",
-        "XLA / tf.function (paired median, min–max)",
     ]
+    ratio_rows = [
+        [
+            r["ratio"],
+            r["size"],
+            f"**{r['paired']['median']:.2f}** ({r['paired']['min']:.2f}–{r['paired']['max']:.2f})",
+            f"{len(r['rounds'])} {r['over']}",
+        ]
+        for r in ratios
+    ]
+    measured = ", ".join(f"{v:.2f} at {k} px" for k, v in target["measured"].items())
     note = (
         f"\n\n\\* over quiet blocks (other processes < {QUIET_SHARE:.0%} of the CPUs) where at "
-        f"least {MIN_QUIET} were quiet, else over all blocks. Ratio: median over rounds quiet for "
-        "both variants of XLA / tf.function timed in the same round. "
+        f"least {MIN_QUIET} were quiet, else over all blocks. "
         "First call: trace (+ XLA compile); "
-        "fresh-state call: one `run(..., state=None)` after warm-up."
+        "fresh-state call: one `run(..., state=None)` after warm-up.\n\n"
+        + markdown_table(["ratio", "size px", "paired median (min–max)", "rounds"], ratio_rows)
+        + f"\n\nTarget {target['ratio']} <= {target['at_most']}: {measured}: "
+        + ("**met**." if target["met"] else "**missed**.")
     )
     noisy = [
         f"{row['size']} px {row['variant']}"
@@ -353,41 +401,17 @@ def _plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    for variant, marker in zip(VARIANTS, ("o", "s"), strict=True):
+    fig, ax = plt.subplots(figsize=(7.2, 4.8), dpi=120)
+    for variant, marker in zip(VARIANTS, ("o", "s", "D", "^", "v"), strict=True):
         rows = [r for r in results if r["variant"] == variant]
         sizes = [r["size"] for r in rows]
         medians = [r["ms_per_iteration"]["median"] for r in rows]
         low = [m - r["ms_per_iteration"]["p25"] for m, r in zip(medians, rows, strict=True)]
         high = [r["ms_per_iteration"]["p75"] - m for m, r in zip(medians, rows, strict=True)]
-        line = ax.errorbar(
-            sizes, medians, yerr=[low, high], marker=marker, capsize=3, label=variant
+        style = "--" if variant.startswith("torch") else "-"
+        ax.errorbar(
+            sizes, medians, yerr=[low, high], marker=marker, capsize=3, label=variant, ls=style
         )
-        for r in rows:
-            for quiet, dot in ((True, "o"), (False, "x")):
-                samples = [
-                    ms
-                    for ms, share in zip(
-                        r["samples_ms_per_iteration"], r["samples_others_cpu_share"], strict=True
-                    )
-                    if (share < QUIET_SHARE) == quiet
-                ]
-                ax.scatter(
-                    [r["size"]] * len(samples),
-                    samples,
-                    s=8,
-                    marker=dot,
-                    alpha=0.35,
-                    color=line[0].get_color(),
-                )
-            if "ratio_vs_tf_function" in r:
-                ax.annotate(
-                    f"×{r['ratio_vs_tf_function']['median']:.2f}",
-                    (r["size"], r["ms_per_iteration"]["median"]),
-                    textcoords="offset points",
-                    xytext=(6, 6),
-                    fontsize=8,
-                )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(list(SIZES), [str(s) for s in SIZES])
@@ -396,8 +420,8 @@ def _plot(results: list[dict], path: Path) -> None:
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.margins(x=0.12, y=0.12)
     ax.set_xlabel("image size (px, square)")
-    ax.set_ylabel("ms per Adam iteration\n(median, IQR of quiet blocks; x: noisy block)")
-    ax.set_title("Stylization step: tf.function vs XLA (×: XLA / tf.function)")
+    ax.set_ylabel("ms per Adam iteration (median, IQR of quiet blocks)")
+    ax.set_title("Stylization step on this CPU: TensorFlow vs PyTorch reference")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
