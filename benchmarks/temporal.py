@@ -20,14 +20,14 @@ style, defaults from `VideoSettings` unless a row says otherwise):
    naive chain (fresh Adam per frame, no temporal term) and the guarded default, and each
    guard alone. Also the longest static stretch of a real clip, when the chain covers one.
 
-FULL (29 CPU-minutes: 23 min wall while other jobs took 29% of the 2 CPUs, 31 min at 52%;
-an idle machine should need roughly 15-18 min): 96 px (bottles 96x54, frames 40..69: a
-static stretch 40..52, then hands moving; thanks 96x72, frames 0..29), six warm chains per
-clip, independent frames with 300 steps each on the 10 frames of strongest motion (bottles
-59..68, thanks 0..9; ratios compare the same frames and pairs), references of 1000 steps and
-probes capped at 1000 on bottles frames 60, 64, 68; static input at 64 px (64x36), 300
-frames for naive and guarded, 100 for each guard alone, 10 Adam steps per warm frame
-instead of 40 to keep the time down. QUICK (~3 min) is a smoke run at 64 px with a few
+FULL (sized so that `make bench` stays under 20 minutes; a run with thanks at 30 frames, 10
+independent frames and 300/100 static frames took 23 min alone): 96 px (bottles 96x54,
+frames 40..69: a static stretch 40..52, then hands moving; thanks 96x72, frames 0..15), six
+warm chains per clip, independent frames with 300 steps each on the 8 frames of strongest
+motion (bottles 59..66, thanks 0..7; ratios compare the same frames and pairs), references
+of 1000 steps and probes capped at 1000 on bottles frames 60, 64, 68; static input at 64 px
+(64x36), 150 frames for naive and guarded, 50 for each guard alone, 10 Adam steps per warm
+frame instead of 40 to keep the time down. QUICK (~3 min) is a smoke run at 64 px with a few
 frames of each.
 
 Method notes:
@@ -115,15 +115,15 @@ FULL = Plan(
     size=96,
     clips=(
         Clip("bottles", "bottles_with_tone.mp4", 40, 30, 59, samples=(60, 64, 68)),
-        Clip("thanks", "thanks.mkv", 0, 30, 0),
+        Clip("thanks", "thanks.mkv", 0, 16, 0),
     ),
-    independent_count=10,
+    independent_count=8,
     independent_iterations=300,
     reference_iterations=1000,
     cap=1000,
     static_size=64,
-    static_frames=300,
-    static_part_frames=100,
+    static_frames=150,
+    static_part_frames=50,
     static_iterations=10,
 )
 QUICK = Plan(
