@@ -103,6 +103,11 @@ def stylize_video(
     local_source = str(storage.fetch(source, job_dir / "inputs"))
     local_styles = [str(storage.fetch(style, job_dir / "inputs")) for style in styles]
     info = prefect_tasks.probe(local_source)
+    sizing = prefect_tasks.plan_video_size.submit(info, settings).result()
+    if sizing.reduced:
+        logger.warning("memory guard: %s: %s", source, sizing.reason)
+    processing = (sizing.processing[1], sizing.processing[0])  # (width, height)
+    requested = (sizing.requested[1], sizing.requested[0])
     first, count = frame_range(info, start, duration, max_frames)
     cuts = prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
     chunks = plan_chunks(first, count, chunk_frames, overlap, cuts)
@@ -120,6 +125,8 @@ def stylize_video(
             info=info,
             cuts=cuts,
             crf=min(crf, SEGMENT_CRF) if overlap else crf,
+            processing=processing,
+            output_size=requested if sizing.reduced else None,
         )
         for chunk in chunks
     ]
@@ -156,6 +163,7 @@ def stylize_video(
         "settings_hash": settings.stable_hash(),
         "identity": _job_identity(source, styles, settings, **plan_params),
         "video": {"frames": count, "first_frame": first, "fps": str(info.avg_fps), "cuts": cuts},
+        "memory": sizing.as_dict(),
         "chunks": [vars(r) | {"segment": Path(r.segment).name} for r in results],
         "totals": {
             "frames": sum(r.frames for r in results),

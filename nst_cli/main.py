@@ -133,8 +133,9 @@ def image(
 ) -> None:
     """Stylize one image."""
     import_tensorflow_quietly()
-    from nst_core import load_image, save_image, stylize_image
+    from nst_core import load_image, save_image
     from nst_core.weights import resolve_weights
+    from tasks.memory_guard import plan_image_size, stylize_image_within_memory
 
     settings, init_image = options.build_settings(
         size=size,
@@ -161,12 +162,17 @@ def image(
     style_pixels = [load_image(path) for path in styles]
     init_pixels = load_image(init_image) if init_image else None
     weights_info = resolve_weights(vgg_weights)
+    plan = plan_image_size(*content_pixels.shape[:2], settings)
+    if plan.reduced:  # the memory guard: stylize smaller, upscale to the requested size
+        typer.echo(f"nst: WARNING: memory guard: {content}: {plan.reason}", err=True)
     total = settings.iterations * settings.scales
     with progress_bar("stylizing", total, enabled=not as_json) as bar:
-        result, stats = stylize_image(
+        result, stats, plan = stylize_image_within_memory(
             content_pixels,
             style_pixels,
             settings,
+            plan=plan,
+            warn=False,
             init_image=init_pixels,
             weights=weights_info,
             progress=bar.update,
@@ -177,6 +183,7 @@ def image(
         "output": str(output),
         "settings_hash": settings.stable_hash(),
         "weights": weights_info.origin,
+        "memory": plan.as_dict(),
     }
     if as_json:
         typer.echo(json.dumps(report))

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks import stylize, video
+from tasks import memory_guard, stylize, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
 
 probe = task(video.probe, name="probe", **IO_RETRIES)
+# A task, so that with a Dask runner the memory is measured where the chunks will run.
+plan_video_size = task(memory_guard.plan_video_size, name="memory-guard")
 scene_cuts = task(stylize.scene_cuts_in_range, name="scene-cuts")
 stylize_chunk = task(
     stylize.stylize_chunk,

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nst_core.images import load_image, to_uint8
+from nst_core.images import load_image, resize, to_uint8
 from nst_core.settings import VideoSettings
 from nst_core.stylize import StyleTransfer
 from nst_core.temporal import FrameChain, FrameStats
@@ -28,6 +28,7 @@ from tasks.video import (
     detect_scene_cuts,
     probe,
     read_frames,
+    scaled_size,
     write_frames,
 )
 
@@ -54,12 +55,22 @@ def stylize_frames(
     info: VideoInfo,
     cuts: Sequence[int] = (),
     progress: Callable[[FrameStats], None] | None = None,
+    size: int | None = None,
+    output_size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, FrameStats]]:
-    """Yield (stylized uint8 frame, stats) for frames [start, start + count) of `source`."""
+    """Yield (stylized uint8 frame, stats) for frames [start, start + count) of `source`.
+
+    Frames are decoded with their longest side at `size` (default settings.size) and, when
+    `output_size` (width, height) differs, the stylized frames are resized to it (the
+    memory guard's "reduce": stylize smaller, upscale back).
+    """
     settings = transfer.settings
     chain = FrameChain(transfer, settings)
-    frames = _as_float(read_frames(source, start, count, size=settings.size, info=info))
+    longest = size or settings.size
+    frames = _as_float(read_frames(source, start, count, size=longest, info=info))
     for output, stats in chain.run(frames, cuts=cuts, start=start, progress=progress):
+        if output_size and output.shape[:2] != (output_size[1], output_size[0]):
+            output = resize(output, output_size[1], output_size[0])
         yield to_uint8(output), stats
 
 
@@ -99,6 +110,7 @@ class ChunkResult:
     style_loss: float
     segment: str
     resumed: bool = False
+    processing: list[int] | None = None  # [width, height] the frames were stylized at
 
 
 @lru_cache(maxsize=4)
@@ -132,17 +144,24 @@ def stylize_chunk(
     info: VideoInfo | None = None,
     cuts: Sequence[int] = (),
     crf: int = 18,
+    processing: tuple[int, int] | None = None,
+    output_size: tuple[int, int] | None = None,
 ) -> ChunkResult:
     """Stylize one chunk into a silent video segment, or return it if already done.
 
     The segment holds the warm-up frames too (they overlap the previous chunk's last frames
     and are cross-faded with them by `crossfade_frames`). It is written atomically and then
     a marker JSON beside it: the marker means the chunk is complete, so a rerun skips it.
+    `processing` (width, height; the memory guard's choice, default settings.size) is the
+    size the frames are stylized at and `output_size` the size they are encoded at. A
+    marker records the processing size; one made at another size is not resumed.
     """
     segment = Path(segment)
     marker = segment.with_suffix(".json")
     if marker.is_file() and segment.is_file():
-        return ChunkResult(**{**json.loads(marker.read_text()), "resumed": True})
+        done = json.loads(marker.read_text())
+        if processing is None or done.get("processing") == list(processing):
+            return ChunkResult(**{**done, "resumed": True})
     started = time.perf_counter()
     info = info or probe(source)
     transfer = cached_transfer(settings, tuple(style_paths))
@@ -155,6 +174,8 @@ def stylize_chunk(
         info=info,
         cuts=[c for c in cuts if chunk.first_decoded < c < end],
         progress=_notify_stylized,
+        size=max(processing) if processing else None,
+        output_size=output_size,
     )
     every: list[FrameStats] = []
 
@@ -176,6 +197,7 @@ def stylize_chunk(
         content_loss=_mean([s.content_loss for s in kept]),
         style_loss=_mean([s.style_loss for s in kept]),
         segment=str(segment),
+        processing=list(processing or scaled_size(info.width, info.height, settings.size)),
     )
     _write_json_atomic(marker, asdict(result))
     return result

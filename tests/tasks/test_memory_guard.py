@@ -1,0 +1,65 @@
+"""The memory guard's task-layer pieces: sizes that match the decoder, chunk markers keyed by
+the processing size, and the image path (real ffmpeg and VGG19, frames of 48 px or less)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nst_core.memory import Budget, estimate_bytes
+from nst_core.settings import make_settings, make_video_settings
+from tasks import video
+from tasks.memory_guard import plan_image_size, plan_video_size, stylize_image_within_memory
+from tasks.plan import Chunk
+from tasks.stylize import stylize_chunk
+
+FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
+
+
+@pytest.fixture
+def style(assets) -> str:
+    return str(assets / "styles" / "starry_night.jpg")
+
+
+def _budget_for(height: int, width: int) -> Budget:
+    return Budget(estimate_bytes(height, width) + 1000, "test", "cpu")
+
+
+def test_video_plan_uses_the_decoders_sizes(basic):
+    info = video.probe(basic)  # 64x48
+    plan = plan_video_size(info, FAST, budget=_budget_for(24, 32))
+    assert plan.requested == (36, 48) and plan.processing == (24, 32)
+    assert video.scaled_size(info.width, info.height, 32) == (32, 24)
+    assert not plan_video_size(info, FAST, budget=None).reduced
+
+
+def test_chunk_markers_depend_on_the_processing_size(basic, style, tmp_path):
+    segment = tmp_path / "chunk_0000.mp4"
+    small = stylize_chunk(
+        basic, [style], FAST, Chunk(0, 0, 3, 0), segment, processing=(32, 24), output_size=(48, 36)
+    )
+    styled = video.probe(segment)
+    assert (styled.width, styled.height, styled.frame_count) == (48, 36, 3)
+    assert small.processing == [32, 24] and not small.resumed
+    again = stylize_chunk(
+        basic, [style], FAST, Chunk(0, 0, 3, 0), segment, processing=(32, 24), output_size=(48, 36)
+    )
+    assert again.resumed
+    full = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), segment, processing=(48, 36))
+    assert not full.resumed and full.processing == [48, 36]
+
+
+def test_image_is_stylized_smaller_and_upscaled_to_the_requested_size(
+    content_64, starry_64, vgg_weights, caplog
+):
+    settings = make_settings(size=48, iterations=3, tolerance=0.0)
+    height, width = content_64.shape[:2]  # 36x64: requested 27x48, fits 18x32
+    plan = plan_image_size(height, width, settings, budget=_budget_for(18, 32))
+    assert plan.requested == (27, 48) and plan.processing == (18, 32)
+    image, stats, plan = stylize_image_within_memory(
+        content_64, [starry_64], settings, plan=plan, name="bottles.jpg", weights=vgg_weights
+    )
+    assert image.shape[:2] == plan.requested and max(plan.requested) == 48
+    assert np.isfinite(stats.final_loss) and stats.iterations == 3
+    assert any("bottles.jpg" in r.getMessage() and "memory guard" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
