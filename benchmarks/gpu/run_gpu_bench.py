@@ -13,6 +13,13 @@ left out) over time, against the 790 TFLOP/s dense bf16 rate measured on these c
 Configurations run in priority order under a wall-clock budget; the rest are recorded as
 skipped. Writes <out>/gpu.json and prints a table last.
 
+Memory: each JAX row records the device's `peak_bytes_in_use` (jax memory_stats) after the
+configuration. JAX cannot reset that peak, so it is cumulative over the process: a row's
+`peak_gib` is set only where the peak rose during that configuration (then the peak is that
+configuration's own); `jax_peak_gib_cumulative` is always recorded. `--order size` runs the
+JAX configurations from the fewest pixels to the most, so that every row gets its own peak
+(the torch rows reset theirs). On a CPU (--smoke) memory_stats may be None: recorded as null.
+
     python benchmarks/gpu/run_gpu_bench.py --out "$OUT"        # on the GPU machine
     python benchmarks/gpu/run_gpu_bench.py --smoke --out /tmp  # CPU, tiny sizes
 """
@@ -155,6 +162,7 @@ class JaxBench:
         rng = np.random.default_rng(1)
         content = rng.random((cfg.batch, cfg.height, cfg.width, 3), dtype=np.float32)
         targets, grams = stepper.targets(content, content[:1])
+        memory_before = device_memory()
         image = jax.numpy.asarray(content)
         state = JaxAdamState.zeros(content.shape)
         start = time.perf_counter()
@@ -176,7 +184,36 @@ class JaxBench:
             "compile_s": round(compile_s, 1),
             "loss_first_last": [float(losses[0]), float(losses[-1])],
             "finite": bool(np.isfinite(losses).all()),
+            **memory_fields(memory_before, device_memory()),
         }
+
+
+def device_memory() -> dict | None:
+    """JAX's memory_stats of the first device (None where the backend has none, e.g. CPU)."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - some backends raise instead of returning None
+        return None
+    return dict(stats) if stats else None
+
+
+def memory_fields(before: dict | None, after: dict | None) -> dict:
+    """Peak device memory of one configuration, as far as a non-resettable peak tells."""
+    if not after or "peak_bytes_in_use" not in after:
+        return {"jax_peak_gib_cumulative": None, "peak_gib": None}
+    peak = after["peak_bytes_in_use"]
+    earlier = (before or {}).get("peak_bytes_in_use", 0)
+    rose = peak > earlier
+    return {
+        "jax_peak_gib_cumulative": round(peak / 2**30, 3),
+        "jax_peak_rose": rose,
+        # Only where the peak rose is it this configuration's own (it cannot be reset).
+        "peak_gib": round(peak / 2**30, 3) if rose else None,
+        "jax_bytes_in_use_before_gib": round((before or {}).get("bytes_in_use", 0) / 2**30, 3),
+        "jax_bytes_limit_gib": round(after.get("bytes_limit", 0) / 2**30, 3) or None,
+    }
 
 
 # --- PyTorch: the reference step (shared/bench/torch_reference_gpu.py) -----------------------
@@ -324,6 +361,13 @@ def parse_config(text: str) -> Config:
     return Config(framework, height, width, int(batch), mode)
 
 
+def by_size(configs: list[Config]) -> list[Config]:
+    """JAX configurations sorted by pixels per call (stable), then the others as planned."""
+    jax_configs = [c for c in configs if c.framework == "jax"]
+    jax_configs.sort(key=lambda c: c.height * c.width * c.batch)
+    return jax_configs + [c for c in configs if c.framework != "jax"]
+
+
 def make_benches(smoke: bool, frameworks: set[str]) -> dict:
     """The JAX and (on a GPU) PyTorch benches; one that cannot start is stored as its error."""
     benches: dict = {}
@@ -377,7 +421,7 @@ def print_table(rows: list[dict]) -> None:
     """The summary, last in the output."""
     print(
         f"\n{'fw':5} {'size':>9} {'B':>2} {'mode':16} {'ms/iter':>8} {'ms/frame':>8} "
-        f"{'TFLOP/s':>8} {'MFU':>6}"
+        f"{'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>8}"
     )
     for r in rows:
         size = f"{r['w']}x{r['h']}"
@@ -388,8 +432,12 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{r['framework']:5} {size:>9} {r['batch']:>2} {r['mode']:16} "
             f"{r['ms_per_iter']:8.2f} {r['ms_per_frame_iter']:8.2f} {r['tflops']:8.1f} "
-            f"{r['mfu_bf16_peak']:6.3f}"
+            f"{r['mfu_bf16_peak']:6.3f} {_gib(r.get('peak_gib'))}"
         )
+
+
+def _gib(value: float | None) -> str:
+    return f"{value:8.2f}" if value is not None else f"{'-':>8}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,11 +457,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FW:WxH:B:MODE",
         help="run just these configurations, e.g. jax:1280x720:4:bf16 torch:1280x720:4:bf16_cl",
     )
+    parser.add_argument(
+        "--order",
+        choices=("priority", "size"),
+        default="priority",
+        help="size: JAX configurations from the fewest pixels up, so each row's JAX peak "
+        "memory is its own (JAX's peak cannot be reset)",
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
     info = device_info()
     print(json.dumps(info), flush=True)
     configs = [parse_config(text) for text in args.only] if args.only else plan(args.smoke)
+    if args.order == "size":
+        configs = by_size(configs)
     benches = make_benches(args.smoke, {cfg.framework for cfg in configs})
     rows = []
     for cfg in configs:
@@ -432,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         "flops": "VGG19 conv to relu5_1, forward + backward-to-input; MFU vs 790 TFLOP/s bf16",
         "timing": "jax: host clock around 10-step jitted scans after sync, median of 3; "
         "torch: CUDA events over 30 steps after 5 warm-ups",
+        "memory": "peak_gib: torch max_memory_allocated (reset per row); jax "
+        "peak_bytes_in_use, cumulative over the process, given as peak_gib only where it "
+        "rose during the row (--order size makes every JAX row rise)",
+        "order": args.order,
         "device": info,
         "seconds": round(time.perf_counter() - began, 1),
         "rows": rows,
