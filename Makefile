@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[cpu,dask,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dask,dev,jax]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -25,7 +25,7 @@ test: weights
 	$(BIN)/python -m pytest -q
 
 bench: weights
-	$(BIN)/python -m pip install --quiet -e '.[cpu,dask,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[cpu,dask,dev,jax,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

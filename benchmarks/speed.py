@@ -50,9 +50,10 @@ from benchmarks.common import (
 )
 from benchmarks.torch_reference import TorchStepper, check_parity, to_nchw
 from nst_core.images import load_image, resize
-from nst_core.optimize import AdamConfig, AdamStepper
+from nst_core.optimize import AdamConfig
 from nst_core.settings import make_settings
 from nst_core.stylize import StyleTransfer
+from nst_core.tf_step import AdamStepper
 
 NAME = "speed"
 SIZES = (64, 128, 256)

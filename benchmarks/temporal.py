@@ -52,10 +52,11 @@ import tensorflow as tf
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, Report, markdown_table
 from nst_core.images import load_image
 from nst_core.metrics import frame_changes, warp_errors
-from nst_core.optimize import AdamState, AdamStepper, EarlyStop, LossCurve, Progress
+from nst_core.optimize import EarlyStop, LossCurve, Progress
 from nst_core.settings import VideoSettings, make_video_settings
 from nst_core.stylize import StyleTransfer, initial_image
 from nst_core.temporal import FrameChain
+from nst_core.tf_step import AdamState, AdamStepper
 from tasks.video import probe as probe_video
 from tasks.video import read_frames
 

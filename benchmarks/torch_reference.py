@@ -92,7 +92,7 @@ def to_nchw(array) -> torch.Tensor:
 
 
 class TorchStepper:
-    """Adam on the image, eager PyTorch; `run` mirrors `nst_core.optimize.AdamStepper.run`.
+    """Adam on the image, eager PyTorch; `run` mirrors `nst_core.tf_step.AdamStepper.run`.
 
     `settings.precision` "bfloat16" runs VGG19 under CPU autocast (bf16 convolutions) and
     casts its outputs to float32 for the losses, as nst_core does.

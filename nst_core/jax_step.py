@@ -22,9 +22,9 @@ Imports no TensorFlow, so it runs where only JAX and Keras are installed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,28 +34,9 @@ from keras import ops
 
 from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
 from nst_core.model import preprocess, with_dtype_policy
+from nst_core.optimize import AdamConfig, LossCurve, Progress
 
-Progress = Callable[[int, float], None]
 Arrays = Sequence[Any]
-
-
-class AdamParams(Protocol):
-    """Anything with Adam's hyper-parameters, e.g. nst_core.optimize.AdamConfig."""
-
-    learning_rate: float
-    beta1: float
-    beta2: float
-    epsilon: float
-
-
-@dataclass(frozen=True)
-class JaxAdamConfig:
-    """Same fields and defaults as nst_core.optimize.AdamConfig (which imports TensorFlow)."""
-
-    learning_rate: float = 0.02
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
 
 
 @jax.tree_util.register_dataclass
@@ -78,7 +59,7 @@ class JaxAdamState:
 
 
 def adam_update(
-    image: jax.Array, grad: jax.Array, state: JaxAdamState, config: AdamParams
+    image: jax.Array, grad: jax.Array, state: JaxAdamState, config: AdamConfig
 ) -> tuple[jax.Array, JaxAdamState]:
     """One Adam update of the image, clipped to [0, 1] (AdamStepper's exact formula)."""
     t = state.t + 1.0
@@ -116,12 +97,12 @@ class JaxAdamStepper:
         model: keras.Model,
         n_content: int,
         weights: LossWeights,
-        config: AdamParams | None = None,
+        config: AdamConfig | None = None,
         *,
         compute_dtype: str = "float32",
         precision: str | None = None,
     ) -> None:
-        self.config = config or JaxAdamConfig()
+        self.config = config or AdamConfig()
         self.n_content = n_content
         self.loss_weights = weights
         self.precision = precision
@@ -253,33 +234,32 @@ class JaxAdamStepper:
         stop: Any | None = None,
         progress: Progress | None = None,
         sync_every: int = 10,
-    ) -> tuple[np.ndarray, np.ndarray, JaxAdamState]:
-        """Optimize from `init` (B, H, W, 3 in [0, 1]) like AdamStepper.run.
+    ) -> tuple[np.ndarray, LossCurve, JaxAdamState]:
+        """Optimize from `init` (B, H, W, 3 in [0, 1]) like tf_step.AdamStepper.run.
 
-        Returns (image, terms, state): terms is (iterations run, 5), the batch mean of each
-        term of the image before each update (AdamStepper's LossCurve order). `stop` is an
-        EarlyStop-like object (``update(loss) -> bool``), checked every `sync_every` steps.
+        Returns (image, curve, state); the curve holds the batch mean of each term of the
+        image before each update. `stop` is an EarlyStop-like object
+        (``update(loss) -> bool``), checked every `sync_every` steps: a stop may come up to
+        `sync_every - 1` steps after the plateau.
         """
         image = jnp.array(init, jnp.float32)
         if state is None or state.shape != tuple(init.shape):
             state = JaxAdamState.zeros(init.shape)
-        rows: list[np.ndarray] = []
-        done = 0
-        while done < iterations:
-            n = min(sync_every, iterations - done)
+        curve = LossCurve()
+        while len(curve) < iterations:
+            n = min(sync_every, iterations - len(curve))
             image, state, terms = self.steps(image, state, content_targets, style_grams, n, anchor)
-            if self._record(np.asarray(terms).mean(axis=1), rows, done, stop, progress):
+            if self._record(np.asarray(terms).mean(axis=1), curve, stop, progress):
                 break
-            done += n
-        return np.asarray(image), np.stack(rows) if rows else np.zeros((0, 5)), state
+        return np.asarray(image), curve, state
 
     @staticmethod
-    def _record(terms: np.ndarray, rows: list, done: int, stop, progress) -> bool:
+    def _record(terms: np.ndarray, curve: LossCurve, stop, progress) -> bool:
         """Append a chunk's (n, 5) terms; True when `stop` says to stop."""
-        for i, row in enumerate(terms):
-            rows.append(row)
+        for row in terms:
+            curve.append(*map(float, row))
             if progress:
-                progress(done + i + 1, float(row[0]))
+                progress(len(curve), float(row[0]))
             if stop is not None and stop.update(float(row[0])):
                 return True
         return False

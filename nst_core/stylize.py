@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -18,7 +19,7 @@ from nst_core.errors import InvalidInputError, InvalidSettingsError
 from nst_core.images import fit_size, resize
 from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
 from nst_core.model import feature_model, preprocess
-from nst_core.optimize import AdamConfig, AdamState, AdamStepper, EarlyStop, Progress, run_lbfgs
+from nst_core.optimize import AdamConfig, EarlyStop, Progress, make_stepper
 from nst_core.settings import StyleSettings
 from nst_core.weights import WeightsInfo
 
@@ -66,18 +67,20 @@ class StyleTransfer:
         layers = (*settings.content_layers, *settings.style_layers)
         self.model = feature_model(layers, settings.pooling, weights, settings.precision)
         self.n_content = len(settings.content_layers)
-        self.loss_fn = make_loss_fn(
+        weights = LossWeights(
+            settings.content_weight,
+            settings.style_weight,
+            settings.tv_weight,
+            settings.layer_weights(),
+        )
+        self.loss_fn = make_loss_fn(self.model, self.n_content, weights)
+        if settings.optimizer == "lbfgs" and keras.backend.backend() != "tensorflow":
+            raise InvalidSettingsError("optimizer lbfgs needs KERAS_BACKEND=tensorflow")
+        self.adam = make_stepper(
+            self.loss_fn,
             self.model,
             self.n_content,
-            LossWeights(
-                settings.content_weight,
-                settings.style_weight,
-                settings.tv_weight,
-                settings.layer_weights(),
-            ),
-        )
-        self.adam = AdamStepper(
-            self.loss_fn,
+            weights,
             AdamConfig(settings.learning_rate, settings.beta1, epsilon=settings.epsilon),
         )
         self._grams: dict[int, list] = {}
@@ -133,9 +136,9 @@ class StyleTransfer:
         content: np.ndarray,
         iterations: int,
         *,
-        state: AdamState | None = None,
+        state: object | None = None,
         progress: Progress | None = None,
-    ) -> tuple[np.ndarray, list[float], AdamState | None]:
+    ) -> tuple[np.ndarray, list[float], object | None]:
         """Run the configured optimizer from `init` towards `content`'s stylization."""
         height, width = content.shape[:2]
         self.check_size(height, width)
@@ -143,6 +146,8 @@ class StyleTransfer:
         grams = self.style_grams(height, width)
         s = self.settings
         if s.optimizer == "lbfgs":
+            from nst_core.tf_step import run_lbfgs  # TensorFlow only: checked in __init__
+
             image, curve = run_lbfgs(
                 self.loss_fn, init[None], iterations, targets, grams, progress=progress
             )

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from nst_core.optimize import AdamState, EarlyStop
+from nst_core.optimize import EarlyStop
 from nst_core.settings import VideoSettings
 from nst_core.stylize import StyleTransfer, initial_image
 
@@ -80,7 +80,7 @@ class FrameChain:
         self.settings = settings
         self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (input, output)
         self._reference: Reference | None = None
-        self._state: AdamState | None = None
+        self._state = None  # the stepper's Adam state, carried across warm frames
 
     def reset(self) -> None:
         """Forget the previous frame: the next one cold-starts (a scene cut)."""
@@ -107,9 +107,9 @@ class FrameChain:
         reference = self._reference
         mask = reference.mask(content, self.settings.motion_sigma, self.settings.settle_frames)
         return (
-            tf.constant(reference.output[None]),
-            tf.constant(mask[None]),
-            tf.constant(weight, tf.float32),
+            ops.convert_to_tensor(reference.output[None]),
+            ops.convert_to_tensor(mask[None]),
+            ops.convert_to_tensor(weight, "float32"),
         )
 
     def step(self, content: np.ndarray, index: int = 0) -> tuple[np.ndarray, FrameStats]:

@@ -137,7 +137,8 @@ class JaxBench:
 
     def stepper(self, mode: str):
         """One stepper per mode (it owns the jitted functions, so compiles are reused)."""
-        from nst_core.jax_step import JaxAdamConfig, JaxAdamStepper
+        from nst_core.jax_step import JaxAdamStepper
+        from nst_core.optimize import AdamConfig
 
         if mode not in self.steppers:
             dtype = "float32" if mode == "fp32" else "bfloat16"
@@ -146,7 +147,7 @@ class JaxBench:
                 self.model,
                 1,
                 self.weights,
-                JaxAdamConfig(),
+                AdamConfig(),
                 compute_dtype=dtype,
                 precision=precision[mode],
             )

@@ -1,13 +1,13 @@
 """The JAX step (nst_core.jax_step) against the TensorFlow step, on real weights, 32x32.
 
-Needs JAX and KERAS_BACKEND=jax, so it skips in the project's TensorFlow venv. Run it in a
-JAX venv (no conftest: the project's conftest imports Prefect):
+Needs JAX and KERAS_BACKEND=jax (Keras picks one backend per process), so in the suite's
+process it skips; tests/nst_core/test_jax_backend.py runs it in a subprocess:
 
-    PYTHONPATH=. KERAS_BACKEND=jax NST_TF_PYTHON=.venv/bin/python \\
-        /path/to/jaxvenv/bin/python -m pytest --noconftest tests/nst_core/test_jax_step.py
+    KERAS_BACKEND=jax NST_TF_PYTHON=.venv/bin/python \\
+        .venv/bin/python -m pytest --noconftest tests/nst_core/test_jax_step.py
 
-The TensorFlow reference runs in a subprocess of NST_TF_PYTHON (a Python with TensorFlow;
-Keras picks one backend per process); without it that comparison skips.
+The TensorFlow reference runs in a subprocess of NST_TF_PYTHON (a Python with TensorFlow);
+without it that comparison skips.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ if keras.backend.backend() != "jax":
 
 from nst_core.errors import WeightsError  # noqa: E402
 from nst_core.images import load_image, resize  # noqa: E402
-from nst_core.jax_step import JaxAdamConfig, JaxAdamStepper  # noqa: E402
+from nst_core.jax_step import JaxAdamStepper  # noqa: E402
 from nst_core.losses import LossWeights  # noqa: E402
 from nst_core.model import feature_model  # noqa: E402
+from nst_core.optimize import AdamConfig  # noqa: E402
 from nst_core.weights import resolve_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ LAYERS = (
     "block5_conv1",
 )
 WEIGHTS = LossWeights(1.0, 5.0, 0.1, (1.0,) * 5)
-ADAM = JaxAdamConfig(learning_rate=0.02, beta1=0.9, beta2=0.999, epsilon=1e-8)
+ADAM = AdamConfig(learning_rate=0.02, beta1=0.9, beta2=0.999, epsilon=1e-8)
 STEPS = 10
 
 # Float32 tolerances. Both backends compute the same float32 graph with different conv
@@ -67,7 +68,8 @@ TF_REFERENCE = textwrap.dedent(
     import tensorflow as tf
     from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
     from nst_core.model import feature_model, preprocess
-    from nst_core.optimize import AdamConfig, AdamStepper
+    from nst_core.optimize import AdamConfig
+    from nst_core.tf_step import AdamStepper
     from nst_core.weights import resolve_weights
 
     args = json.loads(sys.argv[1])
@@ -164,18 +166,18 @@ def test_float32_terms_gradient_and_curve_match_tensorflow(stepper, images, tmp_
         "grad rel L2",
         _relative(grad, reference["grad"]),
         "curve rel",
-        np.max(np.abs(curve[:, 0] / reference["curve"] - 1)),
+        np.max(np.abs(np.asarray(curve.total) / reference["curve"] - 1)),
     )
     assert np.all(term_errors < TERMS_RTOL)
     assert _relative(grad, reference["grad"]) < GRAD_RTOL
-    np.testing.assert_allclose(curve[:, 0], reference["curve"], rtol=CURVE_RTOL)
+    np.testing.assert_allclose(curve.total, reference["curve"], rtol=CURVE_RTOL)
 
 
 def test_adam_lowers_the_loss_and_keeps_pixels_in_range(stepper, images):
     targets, grams = stepper.targets(images["content"], images["style"])
     image, curve, state = stepper.run(images["init"], 30, targets, grams)
-    assert curve.shape == (30, 5) and float(state.t) == 30
-    assert curve[-1, 0] < 0.7 * curve[0, 0]
+    assert len(curve) == 30 and len(curve.style) == 30 and float(state.t) == 30
+    assert curve.total[-1] < 0.7 * curve.total[0]
     assert image.min() >= 0.0 and image.max() <= 1.0
 
 
@@ -203,7 +205,30 @@ def test_bfloat16_step_tracks_float32(model, stepper, images):
     assert abs(terms16[0, 0] / terms32[0, 0] - 1) < 2e-2
     assert cosine > 0.99
     _, curve, _ = mixed.run(images["init"], 30, targets, grams)
-    assert curve[-1, 0] < 0.7 * curve[0, 0]
+    assert curve.total[-1] < 0.7 * curve.total[0]
+
+
+def test_style_transfer_runs_images_and_frame_chains_on_the_jax_step(images):
+    """KERAS_BACKEND=jax selects the JAX step for the product's own entry points."""
+    from nst_core.settings import make_settings, make_video_settings
+    from nst_core.stylize import StyleTransfer, stylize_image
+    from nst_core.temporal import FrameChain
+
+    content, style = images["content"][0], images["style"][0]
+    settings = make_settings(size=32, iterations=30, tolerance=0.0)
+    transfer = StyleTransfer([style], settings)
+    assert isinstance(transfer.adam, JaxAdamStepper)
+    image, stats = stylize_image(content, [style], settings, transfer=transfer)
+    assert image.shape == content.shape and image.dtype == np.float32
+    assert stats.iterations == 30 and stats.final_loss < 0.8 * stats.initial_loss
+
+    video = make_video_settings(size=32, first_iterations=30, iterations=5, tolerance=0.0)
+    chain = FrameChain(StyleTransfer([style], video), video)
+    frames = [np.clip(content + 0.02 * i, 0, 1).astype("float32") for i in range(3)]
+    stats = [frame_stats for _, frame_stats in chain.run(frames)]
+    assert [s.iterations for s in stats] == [30, 5, 5]
+    assert [s.cold_start for s in stats] == [True, False, False]
+    assert stats[0].temporal_loss == 0 and stats[1].temporal_loss > 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from nst_core.optimize import AdamConfig, AdamStepper, EarlyStop, run_lbfgs
+from nst_core.optimize import AdamConfig, EarlyStop
+from nst_core.tf_step import AdamStepper, run_lbfgs
 
 
 def _quadratic(image, targets, _grams, _anchor=None):

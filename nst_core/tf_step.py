@@ -1,0 +1,140 @@
+"""The TensorFlow step: Adam on the image compiled with tf.function, and L-BFGS (scipy).
+
+eager Conv2D gradients also compute the frozen filters' gradients and cost twice as much, so
+the step is compiled. XLA was measured slower on CPU, so it is off by default (see
+benchmarks/speed.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from nst_core.losses import LossFn
+from nst_core.optimize import AdamConfig, EarlyStop, LossCurve, Progress
+
+
+@dataclass(frozen=True)
+class AdamState:
+    """Adam moments of an image, kept across frames of a video to avoid re-churning them.
+
+    Immutable tensors: `AdamStepper.run` returns a new state, so a state can be shared (or
+    a chain forked) without one run changing another's moments.
+    """
+
+    m: tf.Tensor
+    v: tf.Tensor
+    t: tf.Tensor
+
+    @classmethod
+    def zeros(cls, shape: Sequence[int]) -> AdamState:
+        return cls(tf.zeros(shape), tf.zeros(shape), tf.constant(0.0))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.m.shape)
+
+
+class AdamStepper:
+    """Runs Adam on an image with one compiled step, shape-relaxed after the second shape.
+
+    The step is a pure function of tensors (image, moments, targets): no variables and no
+    Python objects in its signature, so new frames, states and chains reuse one trace.
+    """
+
+    def __init__(self, loss_fn: LossFn, config: AdamConfig, jit_compile: bool = False) -> None:
+        self.config = config
+        self._loss_fn = loss_fn
+        self._step = tf.function(self._step_eager, jit_compile=jit_compile, reduce_retracing=True)
+
+    def _step_eager(self, image, m, v, t, content_targets, style_grams, anchor):
+        c = self.config
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            terms = self._loss_fn(image, content_targets, style_grams, anchor)
+        grad = tape.gradient(terms[0], image)
+        t = t + 1.0
+        m = c.beta1 * m + (1 - c.beta1) * grad
+        v = c.beta2 * v + (1 - c.beta2) * tf.square(grad)
+        m_hat = m / (1 - tf.pow(c.beta1, t))
+        v_hat = v / (1 - tf.pow(c.beta2, t))
+        update = c.learning_rate * m_hat / (tf.sqrt(v_hat) + c.epsilon)
+        return tf.clip_by_value(image - update, 0.0, 1.0), m, v, t, tf.stack(terms)
+
+    def run(
+        self,
+        init: np.ndarray,
+        iterations: int,
+        content_targets: Sequence,
+        style_grams: Sequence,
+        *,
+        anchor: tuple | None = None,
+        state: AdamState | None = None,
+        stop: EarlyStop | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, LossCurve, AdamState]:
+        """Optimize from `init` (B, H, W, 3 in [0, 1]); returns image, loss curve, Adam state.
+
+        The loss recorded at step i is that of the image before update i; the returned image
+        is the one after the last update. `anchor` adds the temporal term (see losses).
+        """
+        image = tf.convert_to_tensor(init, dtype=tf.float32)
+        if state is None or state.shape != tuple(init.shape):
+            state = AdamState.zeros(init.shape)
+        m, v, t = state.m, state.v, state.t
+        curve = LossCurve()
+        for i in range(iterations):
+            image, m, v, t, terms = self._step(image, m, v, t, content_targets, style_grams, anchor)
+            terms = terms.numpy()
+            curve.append(*map(float, terms))
+            if progress:
+                progress(i + 1, float(terms[0]))
+            if stop and stop.update(float(terms[0])):
+                break
+        return image.numpy(), curve, AdamState(m, v, t)
+
+
+def run_lbfgs(
+    loss_fn: LossFn,
+    init: np.ndarray,
+    iterations: int,
+    content_targets: Sequence,
+    style_grams: Sequence,
+    *,
+    tolerance: float = 0.0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, LossCurve]:
+    """L-BFGS-B on the pixels (bounded to [0, 1]) with TensorFlow gradients, via scipy."""
+    from scipy.optimize import Bounds, minimize
+
+    shape = init.shape
+    curve = LossCurve()
+
+    @tf.function(reduce_retracing=True)
+    def value_and_grad(flat):
+        image = tf.reshape(flat, shape)
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            terms = loss_fn(image, content_targets, style_grams)
+        return tf.stack(terms), tf.reshape(tape.gradient(terms[0], image), [-1])
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        terms, grad = value_and_grad(tf.constant(x, dtype=tf.float32))
+        terms = terms.numpy()
+        curve.append(*map(float, terms))
+        if progress:
+            progress(len(curve), float(terms[0]))
+        return float(terms[0]), grad.numpy().astype("float64")
+
+    result = minimize(
+        fun,
+        init.astype("float64").ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=Bounds(0.0, 1.0),
+        options={"maxiter": iterations, "maxfun": iterations, "ftol": tolerance, "gtol": 0.0},
+    )
+    return result.x.reshape(shape).astype("float32"), curve
