@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import batch, clip, common, pipeline, speed, temporal
+from benchmarks import batch, clip, common, memory, pipeline, speed, temporal
 
 # name -> function(quick: bool) -> common.Report; one module per benchmark.
 REGISTRY: dict[str, Callable[[bool], common.Report]] = {
@@ -15,6 +15,7 @@ REGISTRY: dict[str, Callable[[bool], common.Report]] = {
     "temporal": temporal.run,
     "batch": batch.run,
     "pipeline": pipeline.run,
+    "memory": memory.run,
     "clip": clip.run,  # derived from the results above: keep it last
 }
 

@@ -102,7 +102,13 @@ class Budget:
 
 
 def step_device() -> str:
-    """ "gpu" when TensorFlow sees a GPU (the step then runs there), else "cpu"."""
+    """ "gpu" when the Keras backend (TensorFlow or JAX) sees a GPU, where the step runs."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
     import tensorflow as tf
 
     return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
