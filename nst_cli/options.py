@@ -26,6 +26,13 @@ OriginalColors = Annotated[
     bool, typer.Option("--original-colors", help="Keep the content's colours.")
 ]
 Pooling = Annotated[str, typer.Option(help="max or avg.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="float32, or bfloat16: VGG19 in bf16, same quality, ~1.6x faster on CPUs with "
+        "AVX512-BF16/AMX and on GPUs (much slower on CPUs without them)."
+    ),
+]
 Scales = Annotated[int, typer.Option(help="Coarse-to-fine pyramid levels.")]
 Seed = Annotated[int, typer.Option(help="Seed for noise init.")]
 ContentLayers = Annotated[str | None, typer.Option(help="Comma-separated VGG19 layers.")]

@@ -35,6 +35,21 @@ def test_image_json_reports_lower_loss_and_writes_file(paths, capsys, vgg_weight
     assert report["final_loss"] < report["initial_loss"]
     assert report["iterations"] == 30 and report["output"] == str(paths["out"])
     assert paths["out"].stat().st_size > 500
+    assert report["precision"] == "float32"
+
+
+def test_image_in_bfloat16_is_a_different_job_of_the_same_quality(paths, capsys, vgg_weights):
+    args = ["image", paths["content"], paths["style"], "-o", str(paths["out"])]
+    reports = []
+    for precision in ("float32", "bfloat16"):
+        extra = ["--size", "48", "--iterations", "20", "--precision", precision, "--json"]
+        code, out, err = _run([*args, *extra], capsys)
+        assert code == 0, err
+        reports.append(json.loads(out))
+    float32, bfloat16 = reports
+    assert bfloat16["precision"] == "bfloat16"
+    assert bfloat16["settings_hash"] != float32["settings_hash"]
+    assert bfloat16["final_loss"] < 1.05 * float32["final_loss"]
 
 
 @pytest.mark.parametrize(
@@ -48,6 +63,7 @@ def test_image_json_reports_lower_loss_and_writes_file(paths, capsys, vgg_weight
         (["--style-blend-weights", "1,2"], 2, "2 values for 1 style"),
         (["--style-blend-weights", "a,b"], 2, "not a list of numbers"),
         (["--optimizer", "sgd"], 2, "optimizer"),
+        (["--precision", "fp16"], 2, "invalid setting precision"),
         (["--no-such-flag"], 2, "no-such-flag"),
     ],
 )
