@@ -157,7 +157,7 @@ class TorchStepper:
             state.step()
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)
-            curve.append(*(float(t) for t in terms), 0.0)
+            curve.append(*(float(t.detach()) for t in terms), 0.0)
         return image.detach().permute(0, 2, 3, 1).numpy(), curve, state
 
 

@@ -76,11 +76,14 @@ def stylize_video(
     max_frames: int | None = None,
     crf: int = 18,
     work_dir: str | None = None,
+    batch_chunks: int = 1,
 ) -> dict:
     """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).
 
     Returns the run's manifest, also written as JSON next to the output. Rerunning a killed
     job recomputes only unfinished chunks; rerunning a finished job does nothing.
+    `batch_chunks` > 1 (JAX backend) stylizes the frames of that many concurrently running
+    chunks as one batch: give the task runner as many threads.
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -127,6 +130,7 @@ def stylize_video(
             crf=min(crf, SEGMENT_CRF) if overlap else crf,
             processing=processing,
             output_size=requested if sizing.reduced else None,
+            batch=batch_chunks,
         )
         for chunk in chunks
     ]
@@ -164,6 +168,7 @@ def stylize_video(
         "identity": _job_identity(source, styles, settings, **plan_params),
         "video": {"frames": count, "first_frame": first, "fps": str(info.avg_fps), "cuts": cuts},
         "memory": sizing.as_dict(),
+        "batch_chunks": batch_chunks,
         "chunks": [vars(r) | {"segment": Path(r.segment).name} for r in results],
         "totals": {
             "frames": sum(r.frames for r in results),

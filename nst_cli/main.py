@@ -34,12 +34,19 @@ app = typer.Typer(
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
+def keras_backend() -> str:
+    """The Keras backend this process will use, without importing Keras (env KERAS_BACKEND)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr muted: its C++ start-up logs ignore TF_CPP_MIN_LOG_LEVEL.
 
     Python exceptions still propagate; only the native library's banner is dropped.
     """
     if "tensorflow" in sys.modules:
+        return
+    if keras_backend() != "tensorflow":  # e.g. KERAS_BACKEND=jax: TensorFlow may be absent
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -217,6 +224,7 @@ def video(
     chunk_frames: options.ChunkFrames = 48,
     overlap: options.Overlap = 8,
     workers: options.Workers = 1,
+    batch_chunks: options.BatchChunks = False,
     learning_rate: options.LearningRate = None,
     content_weight: options.ContentWeight = None,
     style_weight: options.StyleWeight = None,
@@ -240,6 +248,7 @@ def video(
     """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio."""
     settings = _video_settings(locals())
     options.check_chunking(chunk_frames, overlap, workers)
+    options.check_batching(batch_chunks, workers, keras_backend())
     options.check_destination(output)
     options.check_local_inputs(source, styles, start, duration, max_frames)
     _prepare_run(vgg_weights)
@@ -259,6 +268,7 @@ def video(
             crf=crf,
             work_dir=str(work_dir) if work_dir else None,
             workers=workers,
+            batch_chunks=workers if batch_chunks else 1,
             listener=bar,
             task_runner=options.dask_runner(dask_address, dask_workers),
         )

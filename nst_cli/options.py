@@ -66,6 +66,13 @@ Crf = Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is b
 ChunkFrames = Annotated[int, typer.Option(help="Frames per chunk (unit of parallel work).")]
 Overlap = Annotated[int, typer.Option(help="Warm-up frames stylized before a chunk.")]
 Workers = Annotated[int, typer.Option(help="Chunks stylized at once in this process.")]
+BatchChunks = Annotated[
+    bool,
+    typer.Option(
+        "--batch-chunks",
+        help="Stylize the --workers chunks' frames as one batch (KERAS_BACKEND=jax; GPUs).",
+    ),
+]
 WorkDir = Annotated[
     Path | None, typer.Option(envvar="NST_WORK_DIR", help="Staging folder for resumable jobs.")
 ]
@@ -117,6 +124,18 @@ def check_output(path: Path) -> None:
 def check_chunking(chunk_frames: int, overlap: int, workers: int) -> None:
     if chunk_frames < 1 or overlap < 0 or workers < 1:
         raise InvalidSettingsError("--chunk-frames and --workers must be >= 1 and --overlap >= 0")
+
+
+def check_batching(batch_chunks: bool, workers: int, backend: str) -> None:
+    if not batch_chunks:
+        return
+    if backend != "jax":
+        raise InvalidSettingsError(
+            f"--batch-chunks needs KERAS_BACKEND=jax (this run uses {backend}): the "
+            "TensorFlow step's losses average over a batch"
+        )
+    if workers < 2:
+        raise InvalidSettingsError("--batch-chunks needs --workers 2 or more (the batch size)")
 
 
 def check_destination(uri: str) -> None:

@@ -42,7 +42,11 @@ Arrays = Sequence[Any]
 @jax.tree_util.register_dataclass
 @dataclass
 class JaxAdamState:
-    """Adam moments of a (B, H, W, 3) image batch and the shared step count."""
+    """Adam moments of a (B, H, W, 3) image batch and each image's step count (B, 1, 1, 1).
+
+    Per-image counts let images with different histories (a cold start beside a warm frame)
+    share a batch: each keeps its own bias correction.
+    """
 
     m: jax.Array
     v: jax.Array
@@ -51,7 +55,8 @@ class JaxAdamState:
     @classmethod
     def zeros(cls, shape: Sequence[int]) -> JaxAdamState:
         """A fresh state for images of `shape`."""
-        return cls(jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32), jnp.zeros(()))
+        count = jnp.zeros((shape[0], 1, 1, 1), jnp.float32)
+        return cls(jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32), count)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,6 +91,9 @@ def _batched(value: Any) -> Any:
 
 class JaxAdamStepper:
     """Adam on B images at once with one jitted step; swap-in for AdamStepper.run.
+
+    The images of a batch are independent problems (`independent_batch`), so separate
+    chains can be stacked into one batch (nst_core.batching) and split again.
 
     `model` is nst_core.model.feature_model(...) (content layers first, then style layers).
     `precision` is JAX's default matmul/conv precision while tracing ("float32" for true
@@ -176,6 +184,29 @@ class JaxAdamStepper:
         return jax.default_matmul_precision(self.precision)
 
     # --- public API -----------------------------------------------------------------------
+
+    independent_batch = True
+
+    @staticmethod
+    def concatenate(parts: Sequence[Any]) -> jax.Array:
+        """Stack per-chain arrays (each with a batch axis) into one batch."""
+        return jnp.concatenate([jnp.asarray(p) for p in parts])
+
+    @staticmethod
+    def concatenate_states(states: Sequence[tuple[JaxAdamState | None, tuple]]) -> JaxAdamState:
+        """One state for a batch from (state or None, image shape) per chain."""
+        filled = [s if s is not None else JaxAdamState.zeros(shape) for s, shape in states]
+        return JaxAdamState(
+            jnp.concatenate([s.m for s in filled]),
+            jnp.concatenate([s.v for s in filled]),
+            jnp.concatenate([s.t for s in filled]),
+        )
+
+    @staticmethod
+    def state_slice(state: JaxAdamState, index: int) -> JaxAdamState:
+        """Image `index`'s state, as a batch of one."""
+        part = slice(index, index + 1)
+        return JaxAdamState(state.m[part], state.v[part], state.t[part])
 
     def targets(self, content: np.ndarray, styles: np.ndarray) -> tuple[list, list]:
         """(content targets (B, ...), style Grams (S, C, C)) from float32 features.

@@ -7,6 +7,7 @@ is the one-image entry point with the coarse-to-fine pyramid and colour preserva
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,7 @@ class StyleTransfer:
             AdamConfig(settings.learning_rate, settings.beta1, epsilon=settings.epsilon),
         )
         self._grams: dict[int, list] = {}
+        self._grams_lock = threading.Lock()  # chunk threads share a transfer (and its targets)
         self.min_side = _min_side(layers)
 
     def features(self, image: np.ndarray) -> list:
@@ -94,6 +96,10 @@ class StyleTransfer:
     def style_grams(self, height: int, width: int) -> list:
         """Blended Gram targets, with style images sized `style_scale` x the output size."""
         longest = max(1, round(self.settings.style_scale * max(height, width)))
+        with self._grams_lock:
+            return self._style_grams_at(longest)
+
+    def _style_grams_at(self, longest: int) -> list:
         if longest not in self._grams:
             per_style = [
                 [weight * gram_matrix(f) for f in self._style_features(style, longest)]

@@ -6,6 +6,7 @@ The Prefect tasks wrap these; the flow concatenates segments and puts the audio 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from nst_core.batching import BatchingStepper
 from nst_core.images import load_image, resize, to_uint8
 from nst_core.settings import VideoSettings
 from nst_core.stylize import StyleTransfer
@@ -114,13 +116,19 @@ class ChunkResult:
 
 
 @lru_cache(maxsize=4)
-def cached_transfer(settings: VideoSettings, style_paths: tuple[str, ...]) -> StyleTransfer:
+def cached_transfer(
+    settings: VideoSettings, style_paths: tuple[str, ...], batch: int = 1
+) -> StyleTransfer:
     """One StyleTransfer (model, style targets, compiled step) per process, settings, styles.
 
     Chunks of the same job that run in one worker reuse it instead of rebuilding VGG19 and
-    retracing the step for every chunk.
+    retracing the step for every chunk. With `batch` > 1, the chunk threads' frames are
+    gathered into batches of up to `batch` images (nst_core.batching; JAX backend only).
     """
-    return StyleTransfer([load_image(path) for path in style_paths], settings)
+    transfer = StyleTransfer([load_image(path) for path in style_paths], settings)
+    if batch > 1:
+        transfer.adam = BatchingStepper(transfer.adam, max_batch=batch)
+    return transfer
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -146,6 +154,7 @@ def stylize_chunk(
     crf: int = 18,
     processing: tuple[int, int] | None = None,
     output_size: tuple[int, int] | None = None,
+    batch: int = 1,
 ) -> ChunkResult:
     """Stylize one chunk into a silent video segment, or return it if already done.
 
@@ -154,7 +163,8 @@ def stylize_chunk(
     a marker JSON beside it: the marker means the chunk is complete, so a rerun skips it.
     `processing` (width, height; the memory guard's choice, default settings.size) is the
     size the frames are stylized at and `output_size` the size they are encoded at. A
-    marker records the processing size; one made at another size is not resumed.
+    marker records the processing size; one made at another size is not resumed. `batch`
+    > 1 lets this chunk's frames share batched steps with chunks in other threads.
     """
     segment = Path(segment)
     marker = segment.with_suffix(".json")
@@ -164,7 +174,7 @@ def stylize_chunk(
             return ChunkResult(**{**done, "resumed": True})
     started = time.perf_counter()
     info = info or probe(source)
-    transfer = cached_transfer(settings, tuple(style_paths))
+    transfer = cached_transfer(settings, tuple(style_paths), batch)
     end = chunk.start + chunk.count
     frames = stylize_frames(
         source,
@@ -184,7 +194,9 @@ def stylize_chunk(
             every.append(stats)
             yield frame
 
-    write_frames(recorded(), segment, info.avg_fps, crf=crf)
+    joined = getattr(transfer.adam, "joined", contextlib.nullcontext)  # a BatchingStepper's
+    with joined():
+        write_frames(recorded(), segment, info.avg_fps, crf=crf)
     kept = [s for s in every if s.index >= chunk.start]
     result = ChunkResult(
         index=chunk.index,

@@ -60,3 +60,18 @@ def test_range_past_the_end_is_a_usage_error(basic, style, tmp_path, capsys):
         ["video", basic, style, "-o", tmp_path / "o.mp4", "--start", "9", *FAST], capsys
     )
     assert code == 2 and "past the end" in err
+
+
+@pytest.mark.parametrize(
+    ("backend", "workers", "fragment"),
+    [("tensorflow", 2, "needs KERAS_BACKEND=jax"), ("jax", 1, "--workers 2 or more")],
+)
+def test_batch_chunks_needs_jax_and_several_workers(
+    backend, workers, fragment, basic, style, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    out = tmp_path / "out.mp4"
+    args = ["video", basic, style, "-o", out, *FAST, "--batch-chunks", "--workers", workers]
+    code, _, err = _run(args, capsys)
+    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert not out.exists()
