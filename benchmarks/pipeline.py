@@ -64,7 +64,7 @@ def _seam_ratio(manifest: dict, inputs: list[np.ndarray], outputs: list[np.ndarr
 
 def run(quick: bool) -> common.Report:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    frames, size = (30, 64) if quick else (60, 96)
+    frames, size = (30, 64) if quick else (45, 96)
     variants = [("one chunk", frames, 0), *[(f"overlap {o}", CHUNK, o) for o in (0, 8)]]
     results = []
     with tempfile.TemporaryDirectory() as tmp:

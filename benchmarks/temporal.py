@@ -20,15 +20,15 @@ style, defaults from `VideoSettings` unless a row says otherwise):
    naive chain (fresh Adam per frame, no temporal term) and the guarded default, and each
    guard alone. Also the longest static stretch of a real clip, when the chain covers one.
 
-FULL (sized so that `make bench` stays under 20 minutes; a run with thanks at 30 frames, 10
-independent frames and 300/100 static frames took 23 min alone): 96 px (bottles 96x54,
-frames 40..69: a static stretch 40..52, then hands moving; thanks 96x72, frames 0..15), six
-warm chains per clip, independent frames with 300 steps each on the 8 frames of strongest
-motion (bottles 59..66, thanks 0..7; ratios compare the same frames and pairs), references
-of 1000 steps and probes capped at 1000 on bottles frames 60, 64, 68; static input at 64 px
-(64x36), 150 frames for naive and guarded, 50 for each guard alone, 10 Adam steps per warm
-frame instead of 40 to keep the time down. QUICK (~3 min) is a smoke run at 64 px with a few
-frames of each.
+FULL (`temporal`, part of `make bench`, about 10 min): 96 px, bottles 96x54, frames 40..69
+(a static stretch 40..52, then hands moving), six warm chains, independent frames with 300
+steps each on the 8 frames of strongest motion (59..66; ratios compare the same frames and
+pairs), references of 1000 steps and probes capped at 1000 on frames 60, 64, 68; static
+input at 64 px (64x36), 100 frames for naive and guarded, 40 for each guard alone, 10 Adam
+steps per warm frame instead of 40 to keep the time down. LONG (`temporal_long`, run on
+its own, about 25 min): also the thanks clip (96x72, frames 0..29, independent frames
+0..9), 10 independent frames, 300/100 static frames. QUICK (~3 min) is a smoke run at
+64 px with a few frames of each.
 
 Method notes:
 - Chains that share a history are forked (`fork`) instead of being rerun: all variants of a
@@ -114,17 +114,29 @@ class Plan:
 
 FULL = Plan(
     size=96,
-    clips=(
-        Clip("bottles", "bottles_with_tone.mp4", 40, 30, 59, samples=(60, 64, 68)),
-        Clip("thanks", "thanks.mkv", 0, 16, 0),
-    ),
+    clips=(Clip("bottles", "bottles_with_tone.mp4", 40, 30, 59, samples=(60, 64, 68)),),
     independent_count=8,
     independent_iterations=300,
     reference_iterations=1000,
     cap=1000,
     static_size=64,
-    static_frames=150,
-    static_part_frames=50,
+    static_frames=100,
+    static_part_frames=40,
+    static_iterations=10,
+)
+LONG = Plan(
+    size=96,
+    clips=(
+        Clip("bottles", "bottles_with_tone.mp4", 40, 30, 59, samples=(60, 64, 68)),
+        Clip("thanks", "thanks.mkv", 0, 30, 0),
+    ),
+    independent_count=10,
+    independent_iterations=300,
+    reference_iterations=1000,
+    cap=1000,
+    static_size=64,
+    static_frames=300,
+    static_part_frames=100,
     static_iterations=10,
 )
 QUICK = Plan(
@@ -952,8 +964,17 @@ def _pyplot():
 
 
 def run(quick: bool = False) -> Report:
+    """The standard plan (FULL), or QUICK."""
+    return _run(QUICK if quick else FULL, quick, NAME)
+
+
+def run_long(quick: bool = False) -> Report:
+    """LONG: both clips and the longer static run (QUICK with --quick)."""
+    return _run(QUICK if quick else LONG, quick, f"{NAME}_long")
+
+
+def _run(plan: Plan, quick: bool, name: str) -> Report:
     """Run the three measurements; write the two plots; return rows, series and tables."""
-    plan = QUICK if quick else FULL
     tf.get_logger().setLevel("ERROR")
     started = time.perf_counter()
     changes = {} if plan.first_iterations is None else {"first_iterations": plan.first_iterations}
@@ -976,7 +997,7 @@ def run(quick: bool = False) -> Report:
     static_rows, series["static"] = measure_static(transfer, plan, settings)
     rows += static_rows
     timings["static"] = time.perf_counter() - static_started
-    plots = _write_plots(rows, series, plan)
+    plots = _write_plots(rows, series, plan, name)
     return Report(
         results=rows,
         table=tables(rows, plan.cap),
@@ -991,10 +1012,10 @@ def run(quick: bool = False) -> Report:
     )
 
 
-def _write_plots(rows: list[dict], series: dict, plan: Plan) -> list[str]:
-    """temporal_static.png and temporal_warp.png next to the JSON result."""
-    static_path = RESULTS_DIR / f"{NAME}_static.png"
-    warp_path = RESULTS_DIR / f"{NAME}_warp.png"
+def _write_plots(rows: list[dict], series: dict, plan: Plan, name: str) -> list[str]:
+    """<name>_static.png and <name>_warp.png next to the JSON result."""
+    static_path = RESULTS_DIR / f"{name}_static.png"
+    warp_path = RESULTS_DIR / f"{name}_warp.png"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     plot_static(series["static"], plan, static_path)
     plot_warp(rows, series["clips"], warp_path)
