@@ -22,7 +22,7 @@ style, defaults from `VideoSettings` unless a row says otherwise):
 
 FULL (`temporal`, part of `make bench`, about 10 min): 96 px, bottles 96x54, frames 40..69
 (a static stretch 40..52, then hands moving), six warm chains, independent frames with 300
-steps each on the 8 frames of strongest motion (59..66; ratios compare the same frames and
+steps each on the 6 frames of strongest motion (59..64; ratios compare the same frames and
 pairs), references of 1000 steps and probes capped at 1000 on frames 60, 64, 68; static
 input at 64 px (64x36), 100 frames for naive and guarded, 40 for each guard alone, 10 Adam
 steps per warm frame instead of 40 to keep the time down. LONG (`temporal_long`, run on
@@ -115,7 +115,7 @@ class Plan:
 FULL = Plan(
     size=96,
     clips=(Clip("bottles", "bottles_with_tone.mp4", 40, 30, 59, samples=(60, 64, 68)),),
-    independent_count=8,
+    independent_count=6,
     independent_iterations=300,
     reference_iterations=1000,
     cap=1000,
