@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -115,16 +116,27 @@ class ChunkResult:
     processing: list[int] | None = None  # [width, height] the frames were stylized at
 
 
-@lru_cache(maxsize=4)
+_TRANSFERS_LOCK = threading.Lock()
+
+
 def cached_transfer(
     settings: VideoSettings, style_paths: tuple[str, ...], batch: int = 1
 ) -> StyleTransfer:
     """One StyleTransfer (model, style targets, compiled step) per process, settings, styles.
 
     Chunks of the same job that run in one worker reuse it instead of rebuilding VGG19 and
-    retracing the step for every chunk. With `batch` > 1, the chunk threads' frames are
+    retracing the step for every chunk; the lock makes chunk threads that start together
+    share one (and so one BatchingStepper). With `batch` > 1, the chunk threads' frames are
     gathered into batches of up to `batch` images (nst_core.batching; JAX backend only).
     """
+    with _TRANSFERS_LOCK:
+        return _build_transfer(settings, style_paths, batch)
+
+
+@lru_cache(maxsize=4)
+def _build_transfer(
+    settings: VideoSettings, style_paths: tuple[str, ...], batch: int
+) -> StyleTransfer:
     transfer = StyleTransfer([load_image(path) for path in style_paths], settings)
     if batch > 1:
         transfer.adam = BatchingStepper(transfer.adam, max_batch=batch)
