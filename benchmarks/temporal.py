@@ -41,6 +41,7 @@ Method notes:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,20 +125,12 @@ FULL = Plan(
     static_part_frames=40,
     static_iterations=10,
 )
-LONG = Plan(
-    size=96,
-    clips=(
-        Clip("bottles", "bottles_with_tone.mp4", 40, 30, 59, samples=(60, 64, 68)),
-        Clip("thanks", "thanks.mkv", 0, 30, 0),
-    ),
+LONG = dataclasses.replace(
+    FULL,
+    clips=(*FULL.clips, Clip("thanks", "thanks.mkv", 0, 30, 0)),
     independent_count=10,
-    independent_iterations=300,
-    reference_iterations=1000,
-    cap=1000,
-    static_size=64,
     static_frames=300,
     static_part_frames=100,
-    static_iterations=10,
 )
 QUICK = Plan(
     size=64,
