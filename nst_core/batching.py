@@ -127,15 +127,17 @@ class BatchingStepper:
                 if left <= 0:
                     break
                 self._arrived.wait(left)
-            calls, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            calls, self._pending = self._pending, []
             self._leading = False
-            if self._pending:  # more than one batch arrived: hand the rest to a new leader
-                self._leading = True
-                threading.Thread(target=self._lead, daemon=True).start()
         groups: dict[tuple, list[_Call]] = {}
         for call in calls:
             groups.setdefault(call.key(), []).append(call)
-        for group in groups.values():
+        batches = [
+            group[i : i + self.max_batch]
+            for group in groups.values()
+            for i in range(0, len(group), self.max_batch)
+        ]
+        for group in batches:
             try:
                 self._execute(group)
             except BaseException as error:  # noqa: BLE001 - handed to every waiting thread
