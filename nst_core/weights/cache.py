@@ -118,9 +118,11 @@ def corrupted(path: Path, reason: str) -> WeightsError:
     )
 
 
-def hash_mismatch(expected: str, actual: str) -> str:
-    """Reason text for corrupted: the two hashes, shortened."""
-    return f"sha256 {actual[:16]}... does not match the recorded {expected[:16]}..."
+def check_recorded(path: Path, expected: str, actual: str) -> None:
+    """Raise the corrupted-file error unless ``actual`` is the recorded sha256."""
+    if actual != expected:
+        reason = f"sha256 {actual[:16]}... does not match the recorded {expected[:16]}..."
+        raise corrupted(path, reason)
 
 
 def from_cache(directory: Path, verify: bool) -> WeightsInfo:
@@ -131,8 +133,8 @@ def from_cache(directory: Path, verify: bool) -> WeightsInfo:
     meta = read_sidecar(directory / SIDECAR_FILE)
     if meta is None:
         raise Unavailable(f"{directory / SIDECAR_FILE} missing or unreadable")
-    if meta.get("size") != npz.stat().st_size:
-        size = npz.stat().st_size
+    size = npz.stat().st_size
+    if meta.get("size") != size:
         raise corrupted(npz, f"size {size} bytes, sidecar records {meta.get('size')}")
     if verify:
         verify_file(npz, meta["sha256"])
@@ -140,10 +142,12 @@ def from_cache(directory: Path, verify: bool) -> WeightsInfo:
     return WeightsInfo(path=npz, origin="cache", sha256=meta["sha256"], detail=detail)
 
 
-def verify_file(path: Path, expected: str) -> Weights:
-    """Hash and fully decode a file; raise if either fails. Returns the weights."""
-    data = path.read_bytes()
-    actual = sha256_bytes(data)
-    if actual != expected:
-        raise corrupted(path, hash_mismatch(expected, actual))
+def decode_recorded(path: Path, data: bytes, expected: str) -> Weights:
+    """Decode ``data`` (read from ``path``) only if it hashes to the recorded sha256."""
+    check_recorded(path, expected, sha256_bytes(data))
     return decode_weights(data, str(path))
+
+
+def verify_file(path: Path, expected: str) -> None:
+    """Hash and fully decode a file; raise if either fails."""
+    decode_recorded(path, path.read_bytes(), expected)

