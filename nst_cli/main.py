@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -147,7 +147,7 @@ def video(
         str, typer.Option("--output", "-o", help="Output video: a path or s3://bucket/key.")
     ],
     settings: VideoSettings,
-    chunking: dict,
+    chunking: dict[str, Any],
     start: options.Start = 0.0,
     duration: options.Duration = None,
     workers: options.Workers = 1,
@@ -246,7 +246,7 @@ def batch(
         str, typer.Option("--output", "-o", help="Destination folder or s3://bucket/prefix.")
     ],
     settings: VideoSettings,
-    chunking: dict,
+    chunking: dict[str, Any],
     glob: options.Glob = None,
     concurrency: options.Concurrency = 2,
     vgg_weights: options.VggWeights = None,

@@ -66,14 +66,15 @@ def _list_item(field: FieldInfo) -> type | None:
 
 
 def setting_parameter(model: type[BaseModel], name: str, default: Any = None) -> Parameter:
-    """The typer parameter of one settings field: flag, default and help from the model."""
+    """The typer parameter of one settings field: flag, default (unless `default` is given),
+    and help from the model; the model checks the value when the command runs."""
     field = model.model_fields[name]
     value, shown, kind = field.default if default is None else default, True, field.annotation
     help_text = field.description
     if _list_item(field):  # a comma-separated string, None meaning the model's default
         value, kind, help_text = None, str | None, f"{help_text} Comma-separated."
         shown = ",".join(field.default) if field.default else False
-    elif get_origin(kind) is Literal:  # the model checks the choice and names the flag
+    elif get_origin(kind) is Literal:  # a plain string: the model's error names the choices
         kind = str
     option = typer.Option(flag(name), help=help_text, show_default=shown)
     return Parameter(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal, get_origin
 
@@ -157,3 +159,14 @@ def test_bad_chunking_names_its_flag(flag, value, tmp_path, capsys):
     assert main([*args, flag, value]) == 2
     err = capsys.readouterr().err
     assert flag in err and err.count("\n") == 1
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys; from nst_cli.main import main\n"
+        "for args in (['--help'], ['image', '--help'], ['video', '--help'], ['batch', '--help']):\n"
+        "    assert main(args) == 0\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
