@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from nst_cli import options  # noqa: E402
 from nst_cli.progress import progress_bar  # noqa: E402
+from nst_core.settings import StyleSettings, VideoSettings  # noqa: E402  (pydantic only)
 
 app = typer.Typer(
     add_completion=False,
@@ -59,38 +60,6 @@ def import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-# The flags of `nst video` and `nst batch` that make up VideoSettings.
-VIDEO_SETTING_FLAGS = (
-    "size",
-    "first_iterations",
-    "iterations",
-    "frame_init",
-    "scene_threshold",
-    "temporal_weight",
-    "learning_rate",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "style_blend_weights",
-    "style_scale",
-    "original_colors",
-    "pooling",
-    "precision",
-    "content_layers",
-    "style_layers",
-    "style_layer_weights",
-    "tolerance",
-)
-
-
-def _video_settings(flags: dict):
-    """VideoSettings from a command's flag values (its locals()); one-line errors."""
-    from nst_core.settings import VideoSettings
-
-    values = {name: flags[name] for name in VIDEO_SETTING_FLAGS}
-    return options.build_settings(model=VideoSettings, init="content", **values)[0]
-
-
 def _prepare_run(vgg_weights: Path | None) -> None:
     """Hand the weights choice to the tasks (they resolve it again) and load TensorFlow."""
     if vgg_weights:
@@ -114,29 +83,13 @@ def weights(
 
 
 @app.command()
+@options.settings_options(StyleSettings, options.IMAGE_SETTINGS)
 def image(
     content: Annotated[Path, typer.Argument(help="Content image.")],
     styles: Annotated[list[Path], typer.Argument(help="One or more style images.")],
     output: options.Output,
-    size: options.Size = 512,
-    iterations: options.Iterations = 500,
-    optimizer: options.Optimizer = "adam",
-    learning_rate: options.LearningRate = None,
-    content_weight: options.ContentWeight = None,
-    style_weight: options.StyleWeight = None,
-    tv_weight: options.TvWeight = None,
-    style_blend_weights: options.StyleBlendWeights = None,
-    style_scale: options.StyleScale = None,
-    init: options.Init = "content",
-    original_colors: options.OriginalColors = False,
-    pooling: options.Pooling = "max",
-    precision: options.Precision = "float32",
-    scales: options.Scales = 1,
-    seed: options.Seed = 0,
-    content_layers: options.ContentLayers = None,
-    style_layers: options.StyleLayers = None,
-    style_layer_weights: options.StyleLayerWeights = None,
-    tolerance: options.Tolerance = None,
+    settings: StyleSettings,
+    init_image: Path | None,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
 ) -> None:
@@ -146,27 +99,6 @@ def image(
     from nst_core.weights import resolve_weights
     from tasks.memory_guard import plan_image_size, stylize_image_within_memory
 
-    settings, init_image = options.build_settings(
-        size=size,
-        iterations=iterations,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        content_weight=content_weight,
-        style_weight=style_weight,
-        tv_weight=tv_weight,
-        style_blend_weights=style_blend_weights,
-        style_scale=style_scale,
-        init=init,
-        original_colors=original_colors,
-        pooling=pooling,
-        precision=precision,
-        scales=scales,
-        seed=seed,
-        content_layers=content_layers,
-        style_layers=style_layers,
-        style_layer_weights=style_layer_weights,
-        tolerance=tolerance,
-    )
     options.check_output(output)
     content_pixels = load_image(content)
     style_pixels = [load_image(path) for path in styles]
@@ -206,51 +138,29 @@ def image(
 
 
 @app.command()
+@options.settings_options(VideoSettings, options.VIDEO_SETTINGS)
+@options.chunking_options
 def video(
     source: Annotated[str, typer.Argument(help="Input video: a path or s3://bucket/key.")],
     styles: Annotated[list[str], typer.Argument(help="Style images: paths or s3:// URIs.")],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output video: a path or s3://bucket/key.")
     ],
-    size: options.Size = 256,
-    first_iterations: options.FirstIterations = None,
-    iterations: options.Iterations = 40,
-    frame_init: options.FrameInit = "prev",
-    scene_threshold: options.SceneThreshold = None,
-    temporal_weight: options.TemporalWeight = None,
+    settings: VideoSettings,
+    chunking: dict[str, Any],
     start: options.Start = 0.0,
     duration: options.Duration = None,
-    max_frames: options.MaxFrames = None,
-    chunk_frames: options.ChunkFrames = 48,
-    overlap: options.Overlap = 8,
     workers: options.Workers = 1,
     batch_chunks: options.BatchChunks = False,
-    learning_rate: options.LearningRate = None,
-    content_weight: options.ContentWeight = None,
-    style_weight: options.StyleWeight = None,
-    tv_weight: options.TvWeight = None,
-    style_blend_weights: options.StyleBlendWeights = None,
-    style_scale: options.StyleScale = None,
-    original_colors: options.OriginalColors = False,
-    pooling: options.Pooling = "max",
-    precision: options.Precision = "float32",
-    content_layers: options.ContentLayers = None,
-    style_layers: options.StyleLayers = None,
-    style_layer_weights: options.StyleLayerWeights = None,
-    tolerance: options.Tolerance = None,
-    crf: options.Crf = 18,
-    work_dir: options.WorkDir = None,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
     dask_address: options.DaskAddress = None,
     dask_workers: options.DaskWorkers = None,
 ) -> None:
     """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio."""
-    settings = _video_settings(locals())
-    options.check_chunking(chunk_frames, overlap, workers)
     options.check_batching(batch_chunks, workers, keras_backend())
     options.check_destination(output)
-    options.check_local_inputs(source, styles, start, duration, max_frames)
+    options.check_local_inputs(source, styles, start, duration, chunking["max_frames"])
     _prepare_run(vgg_weights)
     from flows.stylize_video import run_stylize_video
 
@@ -260,13 +170,9 @@ def video(
             styles,
             output,
             settings,
-            chunk_frames=chunk_frames,
-            overlap=overlap,
+            **chunking,
             start=start,
             duration=duration,
-            max_frames=max_frames,
-            crf=crf,
-            work_dir=str(work_dir) if work_dir else None,
             workers=workers,
             batch_chunks=workers if batch_chunks else 1,
             listener=bar,
@@ -300,12 +206,15 @@ def _video_report(manifest: dict) -> dict:
     }
 
 
+# `nst demo`'s settings: smaller and shorter than a real run's, about three minutes on a CPU.
+DEMO_SETTINGS = {"size": 128, "first_iterations": 300, "iterations": 30}
+
+
 @app.command()
+@options.settings_options(VideoSettings, tuple(DEMO_SETTINGS), **DEMO_SETTINGS)
 def demo(
+    settings: VideoSettings,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("output"),
-    size: options.Size = 128,
-    first_iterations: options.FirstIterations = 300,
-    iterations: options.Iterations = 30,
 ) -> None:
     """Stylize the bundled 3 s clip with Starry Night through the Prefect flow.
 
@@ -319,9 +228,7 @@ def demo(
         source=str(clip),
         styles=[str(ASSETS / "styles" / "starry_night.jpg")],
         output=str(result),
-        size=size,
-        first_iterations=first_iterations,
-        iterations=iterations,
+        **settings.model_dump(include=set(DEMO_SETTINGS)),
     )
     from tasks.report import contact_sheet
 
@@ -330,38 +237,18 @@ def demo(
 
 
 @app.command()
+@options.settings_options(VideoSettings, options.VIDEO_SETTINGS)
+@options.chunking_options
 def batch(
     source: Annotated[str, typer.Argument(help="Folder or s3://bucket/prefix of videos.")],
     styles: Annotated[list[str], typer.Argument(help="Style images: paths or s3:// URIs.")],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Destination folder or s3://bucket/prefix.")
     ],
+    settings: VideoSettings,
+    chunking: dict[str, Any],
     glob: options.Glob = None,
     concurrency: options.Concurrency = 2,
-    size: options.Size = 256,
-    first_iterations: options.FirstIterations = None,
-    iterations: options.Iterations = 40,
-    frame_init: options.FrameInit = "prev",
-    scene_threshold: options.SceneThreshold = None,
-    temporal_weight: options.TemporalWeight = None,
-    max_frames: options.MaxFrames = None,
-    chunk_frames: options.ChunkFrames = 48,
-    overlap: options.Overlap = 8,
-    learning_rate: options.LearningRate = None,
-    content_weight: options.ContentWeight = None,
-    style_weight: options.StyleWeight = None,
-    tv_weight: options.TvWeight = None,
-    style_blend_weights: options.StyleBlendWeights = None,
-    style_scale: options.StyleScale = None,
-    original_colors: options.OriginalColors = False,
-    pooling: options.Pooling = "max",
-    precision: options.Precision = "float32",
-    content_layers: options.ContentLayers = None,
-    style_layers: options.StyleLayers = None,
-    style_layer_weights: options.StyleLayerWeights = None,
-    tolerance: options.Tolerance = None,
-    crf: options.Crf = 18,
-    work_dir: options.WorkDir = None,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
 ) -> None:
@@ -369,8 +256,6 @@ def batch(
 
     Exit status 1 when any video failed; the others are still written.
     """
-    settings = _video_settings(locals())
-    options.check_chunking(chunk_frames, overlap, concurrency)
     _prepare_run(vgg_weights)
     from flows.stylize_batch import run_stylize_batch
 
@@ -381,11 +266,7 @@ def batch(
         settings,
         glob=glob,
         concurrency=concurrency,
-        chunk_frames=chunk_frames,
-        overlap=overlap,
-        max_frames=max_frames,
-        crf=crf,
-        work_dir=str(work_dir) if work_dir else None,
+        **chunking,
     )
     if as_json:
         typer.echo(json.dumps(summary))

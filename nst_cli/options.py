@@ -1,71 +1,29 @@
-"""Shared CLI options, named like neural-style's flags, and their translation to settings."""
+"""CLI options, named like neural-style's flags: those of the settings come from the settings
+models' fields (default, help, checks), so each setting is declared once, in nst_core."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from inspect import Parameter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from nst_core.errors import InvalidInputError, InvalidSettingsError
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output file.")]
-Size = Annotated[int, typer.Option(help="Longest side of the output, px.")]
-Iterations = Annotated[int, typer.Option(help="Optimizer iterations (per pyramid level).")]
-Optimizer = Annotated[str, typer.Option(help="adam or lbfgs.")]
-LearningRate = Annotated[float | None, typer.Option(help="Adam step size (image in 0..1).")]
-ContentWeight = Annotated[float | None, typer.Option(help="Weight of the content loss.")]
-StyleWeight = Annotated[float | None, typer.Option(help="Weight of the style loss.")]
-TvWeight = Annotated[float | None, typer.Option(help="Weight of total variation.")]
-StyleBlendWeights = Annotated[
-    str | None, typer.Option(help="Comma-separated weights, one per style image.")
-]
-StyleScale = Annotated[float | None, typer.Option(help="Style image size relative to output.")]
-Init = Annotated[str, typer.Option(help="content, noise, or the path of an init image.")]
-OriginalColors = Annotated[
-    bool, typer.Option("--original-colors", help="Keep the content's colours.")
-]
-Pooling = Annotated[str, typer.Option(help="max or avg.")]
-Precision = Annotated[
-    str,
-    typer.Option(
-        help="float32, or bfloat16: VGG19 in bf16, same quality, ~1.6x faster on CPUs with "
-        "AVX512-BF16/AMX and on GPUs (much slower on CPUs without them)."
-    ),
-]
-Scales = Annotated[int, typer.Option(help="Coarse-to-fine pyramid levels.")]
-Seed = Annotated[int, typer.Option(help="Seed for noise init.")]
-ContentLayers = Annotated[str | None, typer.Option(help="Comma-separated VGG19 layers.")]
-StyleLayers = Annotated[str | None, typer.Option(help="Comma-separated VGG19 layers.")]
-StyleLayerWeights = Annotated[
-    str | None, typer.Option(help="Comma-separated weights, one per style layer.")
-]
-Tolerance = Annotated[
-    float | None, typer.Option(help="Early stop below this relative improvement; 0 disables.")
-]
 VggWeights = Annotated[
     Path | None,
     typer.Option(envvar="NST_VGG19_WEIGHTS", help="VGG19 weights file (.npz, .h5 or .bin)."),
 ]
-FirstIterations = Annotated[
-    int | None, typer.Option(help="Iterations of a cold start (first frame, scene cuts).")
-]
-FrameInit = Annotated[
-    str, typer.Option("--init", help="Warm start: prev, prev+delta, or content (independent).")
-]
-SceneThreshold = Annotated[
-    float | None, typer.Option(help="ffmpeg scene score that starts a new shot; 0 disables.")
-]
-TemporalWeight = Annotated[
-    float | None, typer.Option(help="Pull of unchanged pixels to their earlier output.")
-]
 Start = Annotated[float, typer.Option(help="Start time, seconds.")]
 Duration = Annotated[float | None, typer.Option(help="Length to stylize, seconds.")]
-MaxFrames = Annotated[int | None, typer.Option(help="Stylize at most this many frames.")]
-Crf = Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (lower is better).")]
-ChunkFrames = Annotated[int, typer.Option(help="Frames per chunk (unit of parallel work).")]
-Overlap = Annotated[int, typer.Option(help="Warm-up frames stylized before a chunk.")]
-Workers = Annotated[int, typer.Option(help="Chunks stylized at once in this process.")]
+Workers = Annotated[int, typer.Option(min=1, help="Chunks stylized at once in this process.")]
 BatchChunks = Annotated[
     bool,
     typer.Option(
@@ -73,10 +31,90 @@ BatchChunks = Annotated[
         help="Stylize the --workers chunks' frames as one batch (KERAS_BACKEND=jax; GPUs).",
     ),
 ]
-WorkDir = Annotated[
-    Path | None, typer.Option(envvar="NST_WORK_DIR", help="Staging folder for resumable jobs.")
-]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")]
+
+
+# --- options derived from the settings models -------------------------------------------------
+# The settings each command offers, in --help order; their flag, default and help come from the
+# model's fields (nst_core/settings.py). Other fields (beta1, patience, ...) are library-only.
+IMAGE_SETTINGS = (
+    "size", "iterations", "optimizer", "learning_rate", "content_weight", "style_weight",
+    "tv_weight", "style_blend_weights", "style_scale", "init", "original_colors", "pooling",
+    "precision", "scales", "seed", "content_layers", "style_layers", "style_layer_weights",
+    "tolerance",
+)  # fmt: skip
+VIDEO_SETTINGS = (
+    "size", "first_iterations", "iterations", "frame_init", "scene_threshold",
+    "temporal_weight", "learning_rate", "content_weight", "style_weight", "tv_weight",
+    "style_blend_weights", "style_scale", "original_colors", "pooling", "precision",
+    "content_layers", "style_layers", "style_layer_weights", "tolerance",
+)  # fmt: skip
+FLAG_NAMES = {"frame_init": "--init"}  # neural-style's name for the video's warm start
+
+
+def flag(field: str) -> str:
+    """The CLI flag of a settings field: --style-weight for style_weight."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def _list_item(field: FieldInfo) -> type | None:
+    """float or str for a tuple field (given comma-separated on the CLI), else None."""
+    for kind in (field.annotation, *get_args(field.annotation)):
+        if get_origin(kind) is tuple:
+            return get_args(kind)[0]
+    return None
+
+
+def setting_parameter(model: type[BaseModel], name: str, default: Any = None) -> Parameter:
+    """The typer parameter of one settings field: flag, default (unless `default` is given),
+    and help from the model; the model checks the value when the command runs."""
+    field = model.model_fields[name]
+    value, shown, kind = field.default if default is None else default, True, field.annotation
+    help_text = field.description
+    if _list_item(field):  # a comma-separated string, None meaning the model's default
+        value, kind, help_text = None, str | None, f"{help_text} Comma-separated."
+        shown = ",".join(field.default) if field.default else False
+    elif get_origin(kind) is Literal:  # a plain string: the model's error names the choices
+        kind = str
+    option = typer.Option(flag(name), help=help_text, show_default=shown)
+    return Parameter(
+        name, Parameter.KEYWORD_ONLY, default=value, annotation=Annotated[kind, option]
+    )
+
+
+def settings_options(model: type[BaseModel], fields: tuple[str, ...], **defaults: Any):
+    """Decorator: a command gets one option per settings field and receives `settings` (the
+    model built from them) and, if it has that parameter, `init_image` (--init PATH).
+
+    `defaults` replace the model's defaults for this command (e.g. `nst demo`'s small size).
+    """
+    added = [setting_parameter(model, name, defaults.get(name)) for name in fields]
+
+    def fill(values: dict) -> dict:
+        settings, init_image = build_settings(model, values)
+        return {"settings": settings, "init_image": init_image}
+
+    return lambda command: _with_parameters(command, added, fill, ("settings", "init_image"))
+
+
+def build_settings(model: type[BaseModel], values: dict) -> tuple[Any, Path | None]:
+    """The model from CLI values (lists as text, --init maybe a path); -> (settings, init image).
+
+    Bad values raise InvalidSettingsError naming the field and its flag.
+    """
+    from nst_core.settings import settings_error
+
+    values, init_image = dict(values), None
+    if values.get("init") not in (None, "content", "noise"):
+        init_image, values["init"] = Path(values["init"]), "image"
+    for name, text in values.items():
+        if item := _list_item(model.model_fields[name]):
+            values[name] = parse_list(flag(name), text, item)
+    try:
+        settings = model(**{name: v for name, v in values.items() if v is not None})
+    except ValidationError as error:
+        raise settings_error(error, {name: flag(name) for name in values}) from None
+    return settings, init_image
 
 
 def parse_list(name: str, text: str | None, kind: type = str) -> tuple | None:
@@ -89,27 +127,69 @@ def parse_list(name: str, text: str | None, kind: type = str) -> tuple | None:
         raise InvalidSettingsError(f"invalid {name}: {text!r} is not a list of numbers") from None
 
 
-def build_settings(*, init: str, model: type | None = None, **values):
-    """Settings (StyleSettings or `model`) from CLI values; returns (settings, init image)."""
-    from nst_core.settings import StyleSettings, make_settings
-
-    init_image = None
-    if init not in ("content", "noise"):
-        init_image, init = Path(init), "image"
-    settings = make_settings(
-        model or StyleSettings,
-        init=init,
-        style_blend_weights=parse_list(
-            "style_blend_weights", values.pop("style_blend_weights"), float
-        ),
-        style_layer_weights=parse_list(
-            "style_layer_weights", values.pop("style_layer_weights"), float
-        ),
-        content_layers=parse_list("content_layers", values.pop("content_layers")),
-        style_layers=parse_list("style_layers", values.pop("style_layers")),
-        **values,
+# --- options shared by `nst video` and `nst batch` ---------------------------------------------
+def _option(name: str, kind: Any, default: Any, **option: Any) -> Parameter:
+    return Parameter(
+        name,
+        Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[kind, typer.Option(**option)],
     )
-    return settings, init_image
+
+
+CHUNKING = (
+    _option("chunk_frames", int, 48, min=1, help="Frames per chunk (unit of parallel work)."),
+    _option("overlap", int, 8, min=0, help="Warm-up frames stylized before a chunk."),
+    _option("max_frames", int | None, None, help="Stylize at most this many frames."),
+    _option("crf", int, 18, min=0, max=51, help="H.264 quality (lower is better)."),
+    _option(
+        "work_dir",
+        Path | None,
+        None,
+        envvar="NST_WORK_DIR",
+        help="Staging folder for resumable jobs.",
+    ),
+)
+
+
+def chunking_options(command: Callable) -> Callable:
+    """Decorator: adds --chunk-frames, --overlap, --max-frames, --crf and --work-dir; the
+    command receives them as `chunking`, the keyword arguments of both flows."""
+
+    def fill(values: dict) -> dict:
+        work_dir = values["work_dir"]
+        return {"chunking": {**values, "work_dir": str(work_dir) if work_dir else None}}
+
+    return _with_parameters(command, list(CHUNKING), fill, ("chunking",))
+
+
+def _with_parameters(
+    command: Callable, added: list[Parameter], fill: Callable, made: tuple[str, ...]
+) -> Callable:
+    """`command` with the `added` options in its signature (after its required parameters)
+    in place of the parameters `fill` makes from their values."""
+    own = inspect.signature(command, eval_str=True)
+    names = [p.name for p in added]
+    kept = [
+        p.replace(kind=Parameter.KEYWORD_ONLY)
+        for p in own.parameters.values()
+        if p.name not in made
+    ]
+    required = [p for p in kept if p.default is Parameter.empty]
+    optional = [p for p in kept if p.default is not Parameter.empty]
+    signature = own.replace(parameters=[*required, *added, *optional])
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        bound = signature.bind(**values)  # a plain call gets the same defaults as the CLI
+        bound.apply_defaults()
+        given = bound.arguments
+        made_values = fill({name: given.pop(name) for name in names})
+        return command(**given, **{k: v for k, v in made_values.items() if k in own.parameters})
+
+    run.__signature__ = signature
+    run.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return run
 
 
 def check_output(path: Path) -> None:
@@ -119,11 +199,6 @@ def check_output(path: Path) -> None:
         raise InvalidInputError(f"{path}: output folder {folder} does not exist")
     if not folder.is_dir():
         raise InvalidInputError(f"{path}: output folder {folder} is not a folder")
-
-
-def check_chunking(chunk_frames: int, overlap: int, workers: int) -> None:
-    if chunk_frames < 1 or overlap < 0 or workers < 1:
-        raise InvalidSettingsError("--chunk-frames and --workers must be >= 1 and --overlap >= 0")
 
 
 def check_batching(batch_chunks: bool, workers: int, backend: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -30,38 +31,62 @@ DEFAULT_STYLE_LAYERS = (
 
 
 class StyleSettings(BaseModel):
-    """Everything that determines a stylized image besides the input pixels."""
+    """Everything that determines a stylized image besides the input pixels.
+
+    Each field's default, bounds and description are its one declaration: the CLI builds its
+    flags from them (nst_cli/options.py).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     size: int = Field(512, gt=0, le=MAX_SIZE, description="Longest side of the output, px.")
-    iterations: int = Field(500, ge=0, le=100_000)
-    optimizer: Literal["adam", "lbfgs"] = "adam"
-    learning_rate: float = Field(0.02, gt=0, le=10)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    epsilon: float = Field(1e-8, gt=0)
-    content_weight: float = Field(1.0, ge=0)
-    style_weight: float = Field(5.0, ge=0)
-    tv_weight: float = Field(0.1, ge=0)
-    style_blend_weights: tuple[float, ...] | None = None
-    style_scale: float = Field(1.0, gt=0, le=8)
-    init: Literal["content", "noise", "image"] = "content"
-    original_colors: bool = False
-    pooling: Literal["max", "avg"] = "max"
+    iterations: int = Field(
+        500, ge=0, le=100_000, description="Optimizer iterations (per pyramid level)."
+    )
+    optimizer: Literal["adam", "lbfgs"] = Field("adam", description="adam or lbfgs.")
+    learning_rate: float = Field(0.02, gt=0, le=10, description="Adam step size (image in 0..1).")
+    beta1: float = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay.")
+    epsilon: float = Field(1e-8, gt=0, description="Adam's epsilon.")
+    content_weight: float = Field(1.0, ge=0, description="Weight of the content loss.")
+    style_weight: float = Field(5.0, ge=0, description="Weight of the style loss.")
+    tv_weight: float = Field(0.1, ge=0, description="Weight of total variation.")
+    style_blend_weights: tuple[float, ...] | None = Field(
+        None, description="Weights of the style images, one per image; equal if unset."
+    )
+    style_scale: float = Field(
+        1.0, gt=0, le=8, description="Style image size relative to the output."
+    )
+    init: Literal["content", "noise", "image"] = Field(
+        "content",
+        description="Start image: content, noise, or image (an init image; the CLI takes its "
+        "path).",
+    )
+    original_colors: bool = Field(False, description="Keep the content's colours.")
+    pooling: Literal["max", "avg"] = Field("max", description="VGG19 pooling: max or avg.")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
-        description="VGG19 compute type; bfloat16 keeps Grams and losses in float32 and runs "
-        "about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs.",
+        description="float32, or bfloat16: VGG19 in bf16 (Grams and losses in float32), same "
+        "quality, ~1.6x faster on CPUs with AVX512-BF16/AMX and on GPUs (much slower on CPUs "
+        "without them).",
     )
     scales: int = Field(1, ge=1, le=6, description="Coarse-to-fine pyramid levels.")
-    seed: int = 0
-    content_layers: tuple[str, ...] = ("block4_conv2",)
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] | None = None
-    tolerance: float = Field(
-        1e-3, ge=0, description="Early stop: relative loss improvement over `patience` steps."
+    seed: int = Field(0, description="Seed for noise init.")
+    content_layers: tuple[str, ...] = Field(
+        ("block4_conv2",), description="VGG19 layers of the content loss."
     )
-    patience: int = Field(25, ge=1)
+    style_layers: tuple[str, ...] = Field(
+        DEFAULT_STYLE_LAYERS, description="VGG19 layers of the style loss."
+    )
+    style_layer_weights: tuple[float, ...] | None = Field(
+        None, description="Weights of the style layers, one per layer; equal if unset."
+    )
+    tolerance: float = Field(
+        1e-3,
+        ge=0,
+        description="Early stop below this relative loss improvement over `patience` steps; "
+        "0 disables.",
+    )
+    patience: int = Field(25, ge=1, description="Steps over which `tolerance` is measured.")
 
     @model_validator(mode="after")
     def _check_layers_and_weights(self) -> StyleSettings:
@@ -108,10 +133,18 @@ def make_settings(_model: type[StyleSettings] = StyleSettings, **values: object)
     try:
         return _model(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
-        message = first["msg"].removeprefix("Value error, ")
-        raise InvalidSettingsError(f"invalid setting {where}: {message}") from None
+        raise settings_error(error) from None
+
+
+def settings_error(
+    error: ValidationError, labels: Mapping[str, str] | None = None
+) -> InvalidSettingsError:
+    """The first failure on one line, the field followed by its label if given (a CLI flag)."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    label = f" ({labels[where]})" if labels and where in labels else ""
+    message = first["msg"].removeprefix("Value error, ")
+    return InvalidSettingsError(f"invalid setting {where}{label}: {message}")
 
 
 class VideoSettings(StyleSettings):
@@ -121,18 +154,35 @@ class VideoSettings(StyleSettings):
     start (the first frame and every scene cut).
     """
 
-    iterations: int = Field(40, ge=0, le=100_000)
-    first_iterations: int = Field(400, ge=0, le=100_000)
-    frame_init: Literal["prev", "prev+delta", "content"] = "prev"
+    size: int = Field(
+        256, gt=0, le=MAX_SIZE, description="Longest side of the frames, px (never upscaled)."
+    )
+    iterations: int = Field(40, ge=0, le=100_000, description="Iterations of a warm-started frame.")
+    first_iterations: int = Field(
+        400,
+        ge=0,
+        le=100_000,
+        description="Iterations of a cold start (first frame, scene cuts, chunk starts).",
+    )
+    frame_init: Literal["prev", "prev+delta", "content"] = Field(
+        "prev", description="Warm start: prev, prev+delta, or content (independent frames)."
+    )
     carry_state: bool = Field(True, description="Keep Adam's moments across warm frames.")
-    temporal_weight: float = Field(1e4, ge=0, description="Pull of still pixels to the reference.")
+    temporal_weight: float = Field(
+        1e4, ge=0, description="Pull of unchanged pixels to their earlier output."
+    )
     motion_sigma: float = Field(
         0.05, gt=0, description="Input change (0..1) at which the temporal mask falls to 1/e."
     )
     settle_frames: int = Field(
         8, ge=0, le=1000, description="Frames a changed pixel may converge before it is held."
     )
-    scene_threshold: float = Field(0.3, ge=0, le=1)
+    scene_threshold: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="ffmpeg scene score that starts a new shot (cold start); 0 disables.",
+    )
 
 
 def make_video_settings(**values: object) -> VideoSettings:

@@ -1,7 +1,17 @@
+from typing import Literal, get_args, get_origin
+
 import pytest
+from pydantic import ValidationError
 
 from nst_core.errors import InvalidSettingsError
-from nst_core.settings import MAX_SIZE, make_settings
+from nst_core.settings import (
+    MAX_SIZE,
+    StyleSettings,
+    VideoSettings,
+    make_settings,
+    make_video_settings,
+    settings_error,
+)
 
 
 def test_stable_hash_equal_for_equal_settings_and_differs_otherwise():
@@ -41,3 +51,23 @@ def test_blend_weights_must_match_style_count_and_are_normalized():
     with pytest.raises(InvalidSettingsError, match="2 values for 3 style"):
         settings.blend_weights(3)
     assert make_settings().blend_weights(4) == (0.25,) * 4
+
+
+def test_video_default_size_is_the_clis():
+    assert make_video_settings().size == 256 and make_settings().size == 512
+
+
+@pytest.mark.parametrize("model", [StyleSettings, VideoSettings])
+def test_every_field_is_described_with_its_choices(model):
+    for name, field in model.model_fields.items():
+        assert field.description, name
+        if get_origin(field.annotation) is Literal:
+            assert all(choice in field.description for choice in get_args(field.annotation)), name
+
+
+def test_errors_name_the_callers_label():
+    with pytest.raises(InvalidSettingsError, match=r"^invalid setting size \(--size\): "):
+        try:
+            StyleSettings(size=0)
+        except ValidationError as error:
+            raise settings_error(error, {"size": "--size"}) from None
