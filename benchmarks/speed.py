@@ -2,7 +2,7 @@
 
 Variants, all on the same problem (VGG19 to block5_conv1, content block4_conv2, 5 Gram
 layers, TV, Adam on the image):
-- tf.function: the project's `StyleTransfer.adam` (the product's default);
+- tf.function: the project's `StyleTransfer.stepper` (the product's default);
 - tf.function+XLA: a second `AdamStepper` on the same loss with jit_compile=True;
 - tf.function bf16: `StyleTransfer` with precision="bfloat16" (bf16 convolutions);
 - torch eager / torch eager bf16: benchmarks/torch_reference.py, PyTorch 2.13 CPU, eager,
@@ -48,10 +48,10 @@ from benchmarks.common import (
     markdown_table,
     summarize,
 )
-from benchmarks.torch_reference import TorchStepper, check_parity, to_nchw
+from benchmarks.torch_reference import TorchStepper, check_parity, nchw_targets
 from nst_core.images import load_image, resize
-from nst_core.optimize import AdamConfig
 from nst_core.settings import make_settings
+from nst_core.stepper import AdamConfig, Targets
 from nst_core.stylize import StyleTransfer
 from nst_core.tf_step import AdamStepper
 
@@ -105,8 +105,7 @@ class Case:
     variant: str
     stepper: AdamStepper | TorchStepper
     init: np.ndarray
-    targets: list
-    grams: list
+    targets: Targets
     state: object = None
     iterations: int = 0
     first_call_s: float = 0.0
@@ -124,9 +123,7 @@ class Case:
         state = None if fresh else self.state
         counters = cpu_counters()
         started = time.perf_counter()
-        _, curve, state = self.stepper.run(
-            self.init, iterations, self.targets, self.grams, state=state
-        )
+        _, curve, state = self.stepper.run(self.init, iterations, self.targets, state=state)
         seconds = time.perf_counter() - started
         others = interference(counters, cpu_counters())
         if len(curve) != iterations:
@@ -187,11 +184,13 @@ def run(quick: bool = False) -> Report:
     style = center_square(load_image(STYLE))
     transfer = StyleTransfer([style], settings)
     transfer_bf16 = StyleTransfer([style], bf16)
-    config: AdamConfig = transfer.adam.config
+    config: AdamConfig = transfer.stepper.config
     steppers = {
-        TF_FUNCTION: transfer.adam,
-        XLA: AdamStepper(transfer.loss_fn, config, jit_compile=True),
-        TF_BF16: transfer_bf16.adam,
+        TF_FUNCTION: transfer.stepper,
+        XLA: AdamStepper(
+            transfer.model, transfer.n_content, transfer.loss_weights, config, jit_compile=True
+        ),
+        TF_BF16: transfer_bf16.stepper,
         TORCH: TorchStepper(settings),
         TORCH_BF16: TorchStepper(bf16),
     }
@@ -203,11 +202,10 @@ def run(quick: bool = False) -> Report:
         image = resize(content, size, size)
         for variant in VARIANTS:
             source = transfer_bf16 if variant == TF_BF16 else transfer
-            targets = source.content_targets(image)
-            grams = source.style_grams(size, size)
+            targets = source.targets(image)
             if variant in (TORCH, TORCH_BF16):
-                targets, grams = [to_nchw(t) for t in targets], [to_nchw(g) for g in grams]
-            cases.append(Case(size, variant, steppers[variant], image[None], targets, grams))
+                targets = nchw_targets(targets)
+            cases.append(Case(size, variant, steppers[variant], image[None], targets))
 
     # Warm-up: trace/compile, then calibrate the block length.
     for case in cases:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch's own convention)
 
 from nst_core.model import BGR_MEAN
-from nst_core.optimize import LossCurve
 from nst_core.settings import StyleSettings
+from nst_core.stepper import LossCurve, LossTerms, Targets
 from nst_core.weights import VGG19_CONV_LAYERS, WeightsInfo, load_weights, resolve_weights
 
 
@@ -91,6 +91,11 @@ def to_nchw(array) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values))
 
 
+def nchw_targets(targets: Targets) -> Targets:
+    """The project's targets as torch tensors (features NCHW, Grams as they are)."""
+    return Targets([to_nchw(t) for t in targets.content], [to_nchw(g) for g in targets.style_grams])
+
+
 class TorchStepper:
     """Adam on the image, eager PyTorch; `run` mirrors `nst_core.tf_step.AdamStepper.run`.
 
@@ -134,8 +139,7 @@ class TorchStepper:
         self,
         init,
         iterations: int,
-        content_targets: Sequence[torch.Tensor],
-        style_grams: Sequence[torch.Tensor],
+        targets: Targets,
         *,
         state: torch.optim.Adam | None = None,
     ) -> tuple[np.ndarray, LossCurve, torch.optim.Adam]:
@@ -152,12 +156,12 @@ class TorchStepper:
         curve = LossCurve()
         for _ in range(iterations):
             state.zero_grad(set_to_none=True)
-            terms = self.loss_terms(image, content_targets, style_grams)
+            terms = self.loss_terms(image, targets.content, targets.style_grams)
             terms[0].backward()
             state.step()
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)
-            curve.append(*(float(t.detach()) for t in terms), 0.0)
+            curve.append(LossTerms.of([*(t.detach() for t in terms), 0.0]))
         return image.detach().permute(0, 2, 3, 1).numpy(), curve, state
 
 
@@ -172,19 +176,17 @@ def check_parity(transfer, stepper: TorchStepper, content: np.ndarray) -> dict:
     height, width = content.shape[:2]
     rng = np.random.default_rng(0)
     image = np.clip(content + rng.normal(0, 0.05, content.shape), 0, 1).astype("float32")[None]
-    targets = transfer.content_targets(content)
-    grams = transfer.style_grams(height, width)
+    targets = transfer.targets(content)
 
     tf_image = tf.constant(image)
     with tf.GradientTape() as tape:
         tape.watch(tf_image)
-        tf_terms = transfer.loss_fn(tf_image, targets, grams)
+        tf_terms = transfer.loss_fn(tf_image, targets).values()
     tf_grad = tape.gradient(tf_terms[0], tf_image).numpy().transpose(0, 3, 1, 2)
 
     torch_image = to_nchw(image).requires_grad_(True)
-    torch_terms = stepper.loss_terms(
-        torch_image, [to_nchw(t) for t in targets], [to_nchw(g) for g in grams]
-    )
+    torch_targets = nchw_targets(targets)
+    torch_terms = stepper.loss_terms(torch_image, torch_targets.content, torch_targets.style_grams)
     torch_terms[0].backward()
     torch_grad = torch_image.grad.numpy()
 

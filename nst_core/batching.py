@@ -1,15 +1,15 @@
 """Micro-batching: chains that advance in threads share one batched optimizer step.
 
 A video's chunks are independent frame chains. Run in K threads (`--workers K`), each chain
-calls `adam.run` once per frame. A chain announces itself with `joined()`; the first call of
-a round waits until every chain that has joined (up to `max_batch`) has called, then the
+calls `stepper.run` once per frame. A chain announces itself with `joined()`; the first
+call of a round waits until every chain that has joined (up to `max_batch`) has called, then the
 compatible calls run as one batch, so K small frames fill a GPU as one (B=K) step instead of
 K steps one after another. `wait_s` bounds that wait, in case a chain stalls. The JAX step
 treats every image of a batch as its own problem (vmap), so a batched frame gets the same
 gradients it would get alone.
 
-Batching needs a stepper whose images are independent within a batch (`JaxAdamStepper`);
-the TensorFlow step's losses average over the batch, so it is refused.
+Batching needs a `BatchStepper`, whose images are independent within a batch
+(`JaxAdamStepper`); the TensorFlow step's losses average over the batch, so it is refused.
 
 What changes: a batch stops early on the batch's mean loss (not each frame's own), and
 every frame of a batch reports the batch's mean loss curve. With tolerance 0 the batched
@@ -28,7 +28,17 @@ from typing import Any
 import numpy as np
 
 from nst_core.errors import InvalidSettingsError
-from nst_core.optimize import EarlyStop, Progress
+from nst_core.stepper import (
+    AdamConfig,
+    BatchStepper,
+    EarlyStop,
+    LossCurve,
+    Progress,
+    Stepper,
+    Stop,
+    Targets,
+    TemporalAnchor,
+)
 
 
 @dataclass
@@ -37,34 +47,52 @@ class _Call:
 
     init: np.ndarray
     iterations: int
-    content_targets: list
-    style_grams: list
-    anchor: tuple | None
-    state: Any
-    stop: EarlyStop | None
-    progress: Progress | None
+    targets: Targets
+    anchor: TemporalAnchor | None = None
+    state: Any = None
+    stop: Stop | None = None
+    progress: Progress | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    result: tuple | None = None
+    result: tuple[np.ndarray, LossCurve, Any] | None = None
     error: BaseException | None = None
 
     def key(self) -> tuple:
-        """Calls with equal keys can share a batch."""
-        stop = (self.stop.tolerance, self.stop.patience) if self.stop else None
-        weight = None if self.anchor is None else float(np.asarray(self.anchor[2]))
+        """Calls with equal keys can share a batch.
+
+        A batch runs one EarlyStop on its mean loss, so calls share one only with equal
+        early-stop settings; any other `Stop` is the caller's own and runs alone.
+        """
+        stop = self.stop
+        if isinstance(stop, EarlyStop):
+            stop = (stop.tolerance, stop.patience)
+        elif stop is not None:
+            stop = id(stop)
         return (
             tuple(self.init.shape[1:]),
             self.iterations,
-            weight,
-            tuple(id(g) for g in self.style_grams),
+            None if self.anchor is None else float(self.anchor.weight),
+            tuple(id(g) for g in self.targets.style_grams),
             stop,
         )
 
 
-class BatchingStepper:
-    """Wraps a batch-capable stepper; `run` has the wrapped stepper's signature."""
+def group_calls(calls: list[_Call], max_batch: int) -> list[list[_Call]]:
+    """Calls with equal keys, in arrival order, split into batches of at most `max_batch`."""
+    groups: dict[tuple, list[_Call]] = {}
+    for call in calls:
+        groups.setdefault(call.key(), []).append(call)
+    return [
+        group[i : i + max_batch]
+        for group in groups.values()
+        for i in range(0, len(group), max_batch)
+    ]
 
-    def __init__(self, stepper: Any, max_batch: int, wait_s: float = 10.0) -> None:
-        if not getattr(stepper, "independent_batch", False):
+
+class BatchingStepper(Stepper):
+    """Wraps a `BatchStepper`; `run` has the `Stepper` signature."""
+
+    def __init__(self, stepper: Stepper, max_batch: int, wait_s: float = 10.0) -> None:
+        if not isinstance(stepper, BatchStepper):
             raise InvalidSettingsError(
                 "batching chunks needs the JAX step (KERAS_BACKEND=jax): the TensorFlow "
                 "step's losses average over a batch"
@@ -77,6 +105,10 @@ class BatchingStepper:
         self._pending: list[_Call] = []
         self._leading = False
         self._joined = 0  # chains between joined() and its end: the size of a full round
+
+    @property
+    def config(self) -> AdamConfig:
+        return self.stepper.config
 
     @contextmanager
     def joined(self) -> Iterator[None]:
@@ -94,18 +126,14 @@ class BatchingStepper:
         self,
         init: np.ndarray,
         iterations: int,
-        content_targets,
-        style_grams,
+        targets: Targets,
         *,
-        anchor: tuple | None = None,
+        anchor: TemporalAnchor | None = None,
         state: Any = None,
-        stop: EarlyStop | None = None,
+        stop: Stop | None = None,
         progress: Progress | None = None,
-    ):
-        call = _Call(
-            init, iterations, list(content_targets), list(style_grams), anchor, state, stop,
-            progress,
-        )  # fmt: skip
+    ) -> tuple[np.ndarray, LossCurve, Any]:
+        call = _Call(init, iterations, targets, anchor, state, stop, progress)
         with self._arrived:
             self._pending.append(call)
             self._arrived.notify_all()
@@ -116,6 +144,7 @@ class BatchingStepper:
         call.done.wait()
         if call.error is not None:
             raise call.error
+        assert call.result is not None
         return call.result
 
     def _lead(self) -> None:
@@ -129,15 +158,7 @@ class BatchingStepper:
                 self._arrived.wait(left)
             calls, self._pending = self._pending, []
             self._leading = False
-        groups: dict[tuple, list[_Call]] = {}
-        for call in calls:
-            groups.setdefault(call.key(), []).append(call)
-        batches = [
-            group[i : i + self.max_batch]
-            for group in groups.values()
-            for i in range(0, len(group), self.max_batch)
-        ]
-        for group in batches:
+        for group in group_calls(calls, self.max_batch):
             try:
                 self._execute(group)
             except BaseException as error:  # noqa: BLE001 - handed to every waiting thread
@@ -152,26 +173,21 @@ class BatchingStepper:
         if len(group) == 1:
             c = group[0]
             c.result = self.stepper.run(
-                c.init, c.iterations, c.content_targets, c.style_grams,
+                c.init, c.iterations, c.targets,
                 anchor=c.anchor, state=c.state, stop=c.stop, progress=c.progress,
             )  # fmt: skip
             return
         first = group[0]
         stack = self.stepper.concatenate
-        anchor = None
-        if first.anchor is not None:
-            anchor = (
-                stack([c.anchor[0] for c in group]),
-                stack([c.anchor[1] for c in group]),
-                first.anchor[2],
-            )
-        stop = EarlyStop(first.stop.tolerance, first.stop.patience) if first.stop else None
+        stop = first.stop
+        if isinstance(stop, EarlyStop):
+            stop = EarlyStop(stop.tolerance, stop.patience)
+        contents = zip(*(c.targets.content for c in group), strict=True)
         image, curve, state = self.stepper.run(
             np.concatenate([c.init for c in group]),
             first.iterations,
-            [stack(parts) for parts in zip(*(c.content_targets for c in group), strict=True)],
-            first.style_grams,
-            anchor=anchor,
+            Targets([stack(parts) for parts in contents], first.targets.style_grams),
+            anchor=self._stacked_anchor(group),
             state=self.stepper.concatenate_states([(c.state, c.init.shape) for c in group]),
             stop=stop,
         )
@@ -180,3 +196,15 @@ class BatchingStepper:
                 for i, loss in enumerate(curve.total, start=1):
                     call.progress(i, loss)
             call.result = (image[k : k + 1], curve, self.stepper.state_slice(state, k))
+
+    def _stacked_anchor(self, group: list[_Call]) -> TemporalAnchor | None:
+        """The group's anchors as one (equal keys: all None, or all with the same weight)."""
+        anchors = [c.anchor for c in group if c.anchor is not None]
+        if not anchors:
+            return None
+        stack = self.stepper.concatenate
+        return TemporalAnchor(
+            stack([a.reference for a in anchors]),
+            stack([a.mask for a in anchors]),
+            anchors[0].weight,
+        )

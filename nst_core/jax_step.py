@@ -2,7 +2,7 @@
 
 The feature model and the loss are the backend-neutral ones of nst_core.model and
 nst_core.losses (keras.ops); only the step is JAX: ``model.stateless_call`` inside
-``jax.jit(jax.value_and_grad(...))`` and the Adam update of nst_core.optimize.AdamStepper
+``jax.jit(jax.value_and_grad(...))`` and the Adam update of nst_core.tf_step.AdamStepper
 (bias-corrected moments, update lr * m_hat / (sqrt(v_hat) + eps), clip to [0, 1]).
 
 Differences from the TensorFlow stepper, each on purpose:
@@ -34,9 +34,18 @@ from keras import ops
 
 from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
 from nst_core.model import preprocess, with_dtype_policy
-from nst_core.optimize import AdamConfig, LossCurve, Progress
+from nst_core.stepper import (
+    AdamConfig,
+    BatchStepper,
+    LossCurve,
+    LossTerms,
+    Progress,
+    Stop,
+    Targets,
+    TemporalAnchor,
+)
 
-Arrays = Sequence[Any]
+AnchorArrays = tuple[Any, Any, Any]  # (reference, mask, weight): a pytree for jit and vmap
 
 
 @jax.tree_util.register_dataclass
@@ -89,11 +98,11 @@ def _batched(value: Any) -> Any:
     return value[None]
 
 
-class JaxAdamStepper:
-    """Adam on B images at once with one jitted step; swap-in for AdamStepper.run.
+class JaxAdamStepper(BatchStepper):
+    """Adam on B images at once with one jitted step (a `Stepper`, like tf_step.AdamStepper).
 
-    The images of a batch are independent problems (`independent_batch`), so separate
-    chains can be stacked into one batch (nst_core.batching) and split again.
+    The images of a batch are independent problems (a `BatchStepper`), so separate chains
+    can be stacked into one batch (nst_core.batching) and split again.
 
     `model` is nst_core.model.feature_model(...) (content layers first, then style layers).
     `precision` is JAX's default matmul/conv precision while tracing ("float32" for true
@@ -136,14 +145,13 @@ class JaxAdamStepper:
         )
         batched_anchor = None
         if anchor is not None:
-            batched_anchor = (_batched(anchor[0]), _batched(anchor[1]), anchor[2])
-        terms = loss(
-            _batched(image),
-            [_batched(t) for t in content_targets],
-            [_batched(g) for g in style_grams],
-            batched_anchor,
+            reference, mask, weight = anchor
+            batched_anchor = TemporalAnchor(_batched(reference), _batched(mask), weight)
+        targets = Targets(
+            [_batched(t) for t in content_targets], [_batched(g) for g in style_grams]
         )
-        return jnp.stack([jnp.asarray(t, jnp.float32) for t in terms])
+        terms = loss(_batched(image), targets, batched_anchor)
+        return jnp.stack([jnp.asarray(t, jnp.float32) for t in terms.values()])
 
     def _batch_terms(self, variables, image, content_targets, style_grams, anchor) -> jax.Array:
         """(B, 5) loss terms: each image is its own problem (vmap over the batch axis)."""
@@ -185,8 +193,6 @@ class JaxAdamStepper:
 
     # --- public API -----------------------------------------------------------------------
 
-    independent_batch = True
-
     @staticmethod
     def concatenate(parts: Sequence[Any]) -> jax.Array:
         """Stack per-chain arrays (each with a batch axis) into one batch."""
@@ -208,8 +214,8 @@ class JaxAdamStepper:
         part = slice(index, index + 1)
         return JaxAdamState(state.m[part], state.v[part], state.t[part])
 
-    def targets(self, content: np.ndarray, styles: np.ndarray) -> tuple[list, list]:
-        """(content targets (B, ...), style Grams (S, C, C)) from float32 features.
+    def targets(self, content: np.ndarray, styles: np.ndarray) -> Targets:
+        """Content targets (B, ...) and style Grams (S, C, C) from float32 features.
 
         `content` is (B, H, W, 3) and `styles` (S, H', W', 3), all in [0, 1]. Targets always
         come from the float32 model, whatever the compute dtype of the step.
@@ -218,18 +224,18 @@ class JaxAdamStepper:
             content_out = self.target_model(preprocess(jnp.asarray(content, jnp.float32)))
             style_out = self.target_model(preprocess(jnp.asarray(styles, jnp.float32)))
         grams = [gram_matrix(f) for f in style_out[self.n_content :]]
-        return list(content_out[: self.n_content]), grams
+        return Targets(list(content_out[: self.n_content]), grams)
 
     def loss_and_grad(
-        self, image: np.ndarray, content_targets: Arrays, style_grams: Arrays, anchor=None
+        self, image: np.ndarray, targets: Targets, anchor: TemporalAnchor | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """((B, 5) loss terms, gradient of the summed total w.r.t. the (B, H, W, 3) image)."""
         terms, grad = self._value_and_grad(
             self.variables,
             jnp.asarray(image, jnp.float32),
-            list(content_targets),
-            list(style_grams),
-            anchor,
+            list(targets.content),
+            list(targets.style_grams),
+            _anchor_arrays(anchor),
         )
         return np.asarray(terms), np.asarray(grad)
 
@@ -237,19 +243,18 @@ class JaxAdamStepper:
         self,
         image: jax.Array,
         state: JaxAdamState,
-        content_targets: Arrays,
-        style_grams: Arrays,
+        targets: Targets,
         steps: int,
-        anchor=None,
+        anchor: TemporalAnchor | None = None,
     ) -> tuple[jax.Array, JaxAdamState, jax.Array]:
         """`steps` updates on device; donates `image` and `state`. Terms are (steps, B, 5)."""
         return self._scan(
             image,
             state,
             self.variables,
-            list(content_targets),
-            list(style_grams),
-            anchor,
+            list(targets.content),
+            list(targets.style_grams),
+            _anchor_arrays(anchor),
             steps=steps,
         )
 
@@ -257,40 +262,54 @@ class JaxAdamStepper:
         self,
         init: np.ndarray,
         iterations: int,
-        content_targets: Arrays,
-        style_grams: Arrays,
+        targets: Targets,
         *,
-        anchor: tuple | None = None,
+        anchor: TemporalAnchor | None = None,
         state: JaxAdamState | None = None,
-        stop: Any | None = None,
+        stop: Stop | None = None,
         progress: Progress | None = None,
         sync_every: int = 10,
     ) -> tuple[np.ndarray, LossCurve, JaxAdamState]:
-        """Optimize from `init` (B, H, W, 3 in [0, 1]) like tf_step.AdamStepper.run.
+        """Optimize from `init` (B, H, W, 3 in [0, 1]); see `Stepper.run`.
 
-        Returns (image, curve, state); the curve holds the batch mean of each term of the
-        image before each update. `stop` is an EarlyStop-like object
-        (``update(loss) -> bool``), checked every `sync_every` steps: a stop may come up to
-        `sync_every - 1` steps after the plateau.
+        The curve holds the batch mean of each term of the image before each update. `stop`
+        is checked every `sync_every` steps: a stop may come up to `sync_every - 1` steps
+        after the plateau.
         """
         image = jnp.array(init, jnp.float32)
         if state is None or state.shape != tuple(init.shape):
             state = JaxAdamState.zeros(init.shape)
+        else:  # `steps` donates its state: copy the caller's, which a fork may share
+            state = jax.tree.map(jnp.array, state)
         curve = LossCurve()
         while len(curve) < iterations:
             n = min(sync_every, iterations - len(curve))
-            image, state, terms = self.steps(image, state, content_targets, style_grams, n, anchor)
+            image, state, terms = self.steps(image, state, targets, n, anchor)
             if self._record(np.asarray(terms).mean(axis=1), curve, stop, progress):
                 break
         return np.asarray(image), curve, state
 
     @staticmethod
-    def _record(terms: np.ndarray, curve: LossCurve, stop, progress) -> bool:
+    def _record(
+        terms: np.ndarray, curve: LossCurve, stop: Stop | None, progress: Progress | None
+    ) -> bool:
         """Append a chunk's (n, 5) terms; True when `stop` says to stop."""
         for row in terms:
-            curve.append(*map(float, row))
+            step_terms = LossTerms.of(row)
+            curve.append(step_terms)
             if progress:
-                progress(len(curve), float(row[0]))
-            if stop is not None and stop.update(float(row[0])):
+                progress(len(curve), step_terms.total)
+            if stop is not None and stop.update(step_terms):
                 return True
         return False
+
+
+def _anchor_arrays(anchor: TemporalAnchor | None) -> AnchorArrays | None:
+    """The anchor as a tuple of arrays, which jit and vmap take as a pytree."""
+    if anchor is None:
+        return None
+    return (
+        jnp.asarray(anchor.reference, jnp.float32),
+        jnp.asarray(anchor.mask, jnp.float32),
+        jnp.asarray(anchor.weight, jnp.float32),
+    )

@@ -11,12 +11,13 @@ Conventions (chosen so default weights behave alike at any image size, layer or 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from keras import ops
 
 from nst_core.model import preprocess
+from nst_core.stepper import LossTerms, Targets, TemporalAnchor
 
 
 def gram_matrix(features):
@@ -72,40 +73,41 @@ class LossWeights:
     style_layers: tuple[float, ...]
 
 
-LossFn = Callable[..., tuple]
+LossFn = Callable[..., LossTerms]
+"""loss(image, targets: Targets, anchor: TemporalAnchor | None = None) -> LossTerms."""
 
 
-def temporal_loss(image, anchor):
+def temporal_loss(image, anchor: TemporalAnchor):
     """Masked mean squared difference from a reference output, where the input is unchanged.
 
-    `anchor` is (reference output, mask in [0, 1] shaped (B, H, W, 1), weight). Flow-free: the
-    mask comes from the input frames only, so moving regions stay free to follow the motion.
+    Flow-free: the mask comes from the input frames only, so moving regions stay free to
+    follow the motion.
     """
-    reference, mask, weight = anchor
-    return weight * ops.mean(mask * ops.square(image - reference))
+    return anchor.weight * ops.mean(anchor.mask * ops.square(image - anchor.reference))
 
 
 def make_loss_fn(model, n_content: int, weights: LossWeights) -> LossFn:
-    """Return loss(image, content_targets, style_grams, anchor=None) -> 5 terms.
+    """Return loss(image, targets, anchor=None) -> LossTerms of tensors.
 
-    The terms are (total, content, style, tv, temporal); `model` outputs the content layers
-    first, then the style layers; its outputs may be bf16 (precision "bfloat16"): the losses
-    are computed in float32. Targets are arguments, not constants, so one compiled step
-    serves every frame of a video.
+    `model` outputs the content layers first, then the style layers; its outputs may be bf16
+    (precision "bfloat16"): the losses are computed in float32. Targets are arguments, not
+    constants, so one compiled step serves every frame of a video.
     """
 
-    def loss(image, content_targets: Sequence, style_grams: Sequence, anchor=None):
+    def loss(image, targets: Targets, anchor: TemporalAnchor | None = None) -> LossTerms:
         outputs = [ops.cast(f, "float32") for f in model(preprocess(image))]
         content = sum(
-            content_loss(f, t) for f, t in zip(outputs[:n_content], content_targets, strict=True)
+            content_loss(f, t) for f, t in zip(outputs[:n_content], targets.content, strict=True)
         )
         style = sum(
             w * style_loss(f, g)
-            for w, f, g in zip(weights.style_layers, outputs[n_content:], style_grams, strict=True)
+            for w, f, g in zip(
+                weights.style_layers, outputs[n_content:], targets.style_grams, strict=True
+            )
         )
         tv = total_variation(image)
         temporal = temporal_loss(image, anchor) if anchor is not None else ops.zeros(())
         total = weights.content * content + weights.style * style + weights.tv * tv + temporal
-        return total, content, style, tv, temporal
+        return LossTerms(total, content, style, tv, temporal)
 
     return loss

@@ -20,8 +20,18 @@ from nst_core.errors import InvalidInputError, InvalidSettingsError
 from nst_core.images import fit_size, resize
 from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
 from nst_core.model import feature_model, preprocess
-from nst_core.optimize import AdamConfig, EarlyStop, Progress, make_stepper
+from nst_core.optimize import make_stepper
 from nst_core.settings import StyleSettings
+from nst_core.stepper import (
+    AdamConfig,
+    EarlyStop,
+    LossCurve,
+    LossTerms,
+    Progress,
+    Stop,
+    Targets,
+    TemporalAnchor,
+)
 from nst_core.weights import WeightsInfo
 
 
@@ -52,13 +62,19 @@ class StylizeStats:
 
 
 class StyleTransfer:
-    """The Gatys et al. problem for a fixed set of styles and settings."""
+    """The Gatys et al. problem for a fixed set of styles and settings.
+
+    `batch` > 1 gathers the Adam runs of chains in threads into batches (JAX only; see
+    nst_core.batching).
+    """
 
     def __init__(
         self,
         styles: Sequence[np.ndarray],
         settings: StyleSettings,
         weights: WeightsInfo | None = None,
+        *,
+        batch: int = 1,
     ) -> None:
         if not styles:
             raise InvalidSettingsError("at least one style image is required")
@@ -68,21 +84,21 @@ class StyleTransfer:
         layers = (*settings.content_layers, *settings.style_layers)
         self.model = feature_model(layers, settings.pooling, weights, settings.precision)
         self.n_content = len(settings.content_layers)
-        weights = LossWeights(
+        self.loss_weights = LossWeights(
             settings.content_weight,
             settings.style_weight,
             settings.tv_weight,
             settings.layer_weights(),
         )
-        self.loss_fn = make_loss_fn(self.model, self.n_content, weights)
+        self.loss_fn = make_loss_fn(self.model, self.n_content, self.loss_weights)
         if settings.optimizer == "lbfgs" and keras.backend.backend() != "tensorflow":
             raise InvalidSettingsError("optimizer lbfgs needs KERAS_BACKEND=tensorflow")
-        self.adam = make_stepper(
-            self.loss_fn,
+        self.stepper = make_stepper(
             self.model,
             self.n_content,
-            weights,
+            self.loss_weights,
             AdamConfig(settings.learning_rate, settings.beta1, epsilon=settings.epsilon),
+            batch=batch,
         )
         self._grams: dict[int, list] = {}
         self._grams_lock = threading.Lock()  # chunk threads share a transfer (and its targets)
@@ -119,8 +135,11 @@ class StyleTransfer:
             )
         return self.features(resize(style, height, width))[self.n_content :]
 
-    def content_targets(self, content: np.ndarray) -> list:
-        return self.features(content)[: self.n_content]
+    def targets(self, content: np.ndarray) -> Targets:
+        """The targets of `content`'s stylization at `content`'s size."""
+        return Targets(
+            self.features(content)[: self.n_content], self.style_grams(*content.shape[:2])
+        )
 
     def check_size(self, height: int, width: int) -> None:
         if min(height, width) < self.min_side:
@@ -129,12 +148,10 @@ class StyleTransfer:
                 f"{self.min_side} px on the shorter side"
             )
 
-    def loss(self, image: np.ndarray, content: np.ndarray) -> tuple[float, ...]:
-        """(total, content, style, tv, temporal=0) of `image` (H, W, 3) against `content`."""
-        targets = self.content_targets(content)
-        grams = self.style_grams(*image.shape[:2])
-        terms = self.loss_fn(ops.convert_to_tensor(image[None]), targets, grams)
-        return tuple(float(ops.convert_to_numpy(t)) for t in terms)
+    def loss(self, image: np.ndarray, content: np.ndarray) -> LossTerms[float]:
+        """The loss terms (temporal = 0) of `image` (H, W, 3) against `content`."""
+        terms = self.loss_fn(ops.convert_to_tensor(image[None]), self.targets(content))
+        return LossTerms.of(ops.convert_to_numpy(t) for t in terms.values())
 
     def optimize(
         self,
@@ -142,27 +159,45 @@ class StyleTransfer:
         content: np.ndarray,
         iterations: int,
         *,
+        anchor: TemporalAnchor | None = None,
         state: object | None = None,
+        stop: Stop | None = None,
         progress: Progress | None = None,
-    ) -> tuple[np.ndarray, list[float], object | None]:
-        """Run the configured optimizer from `init` towards `content`'s stylization."""
-        height, width = content.shape[:2]
-        self.check_size(height, width)
-        targets = self.content_targets(content)
-        grams = self.style_grams(height, width)
-        s = self.settings
-        if s.optimizer == "lbfgs":
-            from nst_core.tf_step import run_lbfgs  # TensorFlow only: checked in __init__
+    ) -> tuple[np.ndarray, LossCurve, object]:
+        """Adam from `init` (H, W, 3) towards `content`'s stylization: images and frames.
 
-            image, curve = run_lbfgs(
-                self.loss_fn, init[None], iterations, targets, grams, progress=progress
-            )
-            return image[0], curve.total, None
-        stop = EarlyStop(s.tolerance, s.patience)
-        image, curve, state = self.adam.run(
-            init[None], iterations, targets, grams, state=state, stop=stop, progress=progress
+        Returns (image, curve, Adam state to carry on). `stop` defaults to the settings'
+        early stop; `anchor` adds the temporal term (nst_core.temporal).
+        """
+        self.check_size(*content.shape[:2])
+        s = self.settings
+        image, curve, state = self.stepper.run(
+            init[None],
+            iterations,
+            self.targets(content),
+            anchor=anchor,
+            state=state,
+            stop=EarlyStop(s.tolerance, s.patience) if stop is None else stop,
+            progress=progress,
         )
-        return image[0], curve.total, state
+        return image[0], curve, state
+
+    def optimize_lbfgs(
+        self,
+        init: np.ndarray,
+        content: np.ndarray,
+        iterations: int,
+        *,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, LossCurve]:
+        """L-BFGS from `init` (optimizer "lbfgs": still images on TensorFlow only)."""
+        from nst_core.tf_step import run_lbfgs  # TensorFlow only: checked in __init__
+
+        self.check_size(*content.shape[:2])
+        image, curve = run_lbfgs(
+            self.loss_fn, init[None], iterations, self.targets(content), progress=progress
+        )
+        return image[0], curve
 
 
 def initial_image(
@@ -221,7 +256,7 @@ def stylize_image(
     transfer.check_size(*sizes[0])
     full = resize(content, *sizes[-1])
     image = initial_image(resize(content, *sizes[0]), settings, init_image)
-    initial_loss = transfer.loss(initial_image(full, settings, init_image), full)[0]
+    initial_loss = transfer.loss(initial_image(full, settings, init_image), full).total
     curve: list[float] = []
     for level, (height, width) in enumerate(sizes):
         level_content = resize(content, height, width)
@@ -232,19 +267,24 @@ def stylize_image(
             if progress:
                 progress(done + i, loss)
 
-        image, level_curve, _ = transfer.optimize(
-            image, level_content, settings.iterations, progress=report
-        )
-        curve += level_curve
+        if settings.optimizer == "lbfgs":
+            image, level_curve = transfer.optimize_lbfgs(
+                image, level_content, settings.iterations, progress=report
+            )
+        else:
+            image, level_curve, _ = transfer.optimize(
+                image, level_content, settings.iterations, progress=report
+            )
+        curve += level_curve.total
     if settings.original_colors:
         image = preserve_colors(image, full)
-    total, content_term, style_term, tv_term, _ = transfer.loss(image, full)
+    final = transfer.loss(image, full)
     stats = StylizeStats(
         initial_loss=initial_loss,
-        final_loss=total,
-        content_loss=content_term,
-        style_loss=style_term,
-        tv_loss=tv_term,
+        final_loss=final.total,
+        content_loss=final.content,
+        style_loss=final.style,
+        tv_loss=final.tv,
         iterations=len(curve),
         seconds=time.perf_counter() - started,
         loss_curve=curve,

@@ -15,7 +15,8 @@ output while the pull ramps back up, so newly revealed content converges before 
 held (otherwise the half-painted first frame after a change, e.g. a ghost of an object that
 left, would be frozen). Anchoring to the reference, not to the previous output, keeps small
 per-frame moves from adding up over hundreds of frames.
-benchmarks/temporal.py measures both guards.
+benchmarks/temporal.py measures both guards; it forks chains (`FrameChain.fork`) to run
+variants from a shared history.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from keras import ops
 
-from nst_core.optimize import EarlyStop
 from nst_core.settings import VideoSettings
+from nst_core.stepper import EarlyStop, Stop, TemporalAnchor
 from nst_core.stylize import StyleTransfer, initial_image
 
 
@@ -52,7 +53,7 @@ def still_mask(current: np.ndarray, previous: np.ndarray, sigma: float) -> np.nd
     return np.exp(-np.square(change / sigma)).astype("float32")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reference:
     """Per pixel: the input and output it is held to, and frames since its input changed."""
 
@@ -60,11 +61,17 @@ class Reference:
     output: np.ndarray
     age: np.ndarray  # (H, W, 1) frames since the last change
 
-    def update(self, content: np.ndarray, output: np.ndarray, sigma: float, settle: int) -> None:
+    def updated(
+        self, content: np.ndarray, output: np.ndarray, sigma: float, settle: int
+    ) -> Reference:
+        """The reference after a frame with input `content` was stylized as `output`."""
         changed = still_mask(content, self.input, sigma) < np.exp(-1)
-        self.age = np.where(changed, 0, self.age + 1)
-        self.input = np.where(changed, content, self.input)
-        self.output = np.where(self.age <= settle, output, self.output)
+        age = np.where(changed, 0, self.age + 1)
+        return Reference(
+            input=np.where(changed, content, self.input),
+            output=np.where(age <= settle, output, self.output),
+            age=age,
+        )
 
     def mask(self, content: np.ndarray, sigma: float, settle: int) -> np.ndarray:
         """Temporal weight per pixel: still input, ramping up as a change settles."""
@@ -72,85 +79,104 @@ class Reference:
         return (still_mask(content, self.input, sigma) * ramp).astype("float32")
 
 
+@dataclass(frozen=True)
+class ChainSnapshot:
+    """What a chain remembers between frames; immutable, so chains can share it (`fork`)."""
+
+    previous_input: np.ndarray | None = None
+    previous_output: np.ndarray | None = None
+    reference: Reference | None = None
+    adam_state: Any = None  # the stepper's state, carried across warm frames
+
+    @property
+    def cold(self) -> bool:
+        return self.previous_output is None
+
+
 class FrameChain:
     """Stylizes a sequence of frames of one shot or clip, warm-starting each from the last."""
 
-    def __init__(self, transfer: StyleTransfer, settings: VideoSettings) -> None:
+    def __init__(
+        self,
+        transfer: StyleTransfer,
+        settings: VideoSettings,
+        snapshot: ChainSnapshot | None = None,
+    ) -> None:
         self.transfer = transfer
         self.settings = settings
-        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (input, output)
-        self._reference: Reference | None = None
-        self._state = None  # the stepper's Adam state, carried across warm frames
+        self._memory = snapshot or ChainSnapshot()
 
     def reset(self) -> None:
         """Forget the previous frame: the next one cold-starts (a scene cut)."""
-        self._previous = self._reference = self._state = None
+        self._memory = ChainSnapshot()
 
-    def _update_reference(self, content: np.ndarray, output: np.ndarray) -> None:
-        s = self.settings
-        if self._reference is None:  # a cold start: converged, so held at once
+    def snapshot(self) -> ChainSnapshot:
+        """The chain's memory now; `restore` or `fork` go on from it."""
+        return self._memory
+
+    def restore(self, snapshot: ChainSnapshot) -> None:
+        self._memory = snapshot
+
+    def fork(self, settings: VideoSettings | None = None) -> FrameChain:
+        """A chain that goes on from this one's memory (with other settings, if given)."""
+        return FrameChain(self.transfer, settings or self.settings, self._memory)
+
+    def _reference_after(self, content: np.ndarray, output: np.ndarray) -> Reference:
+        s, reference = self.settings, self._memory.reference
+        if reference is None:  # a cold start: converged, so held at once
             age = np.full(content.shape[:2] + (1,), s.settle_frames, dtype="float32")
-            self._reference = Reference(content, output, age)
-        else:
-            self._reference.update(content, output, s.motion_sigma, s.settle_frames)
+            return Reference(content, output, age)
+        return reference.updated(content, output, s.motion_sigma, s.settle_frames)
 
     def _warm_init(self, content: np.ndarray) -> np.ndarray:
-        previous_input, previous_output = self._previous
+        memory = self._memory
         if self.settings.frame_init == "prev+delta":
-            return np.clip(previous_output + (content - previous_input), 0.0, 1.0)
-        return previous_output
+            change = content - memory.previous_input
+            return np.clip(memory.previous_output + change, 0.0, 1.0)
+        return memory.previous_output
 
-    def _anchor(self, content: np.ndarray):
-        weight = self.settings.temporal_weight
-        if weight <= 0:
+    def _anchor(self, content: np.ndarray) -> TemporalAnchor | None:
+        s, reference = self.settings, self._memory.reference
+        if s.temporal_weight <= 0 or reference is None:
             return None
-        reference = self._reference
-        mask = reference.mask(content, self.settings.motion_sigma, self.settings.settle_frames)
-        return (
-            ops.convert_to_tensor(reference.output[None]),
-            ops.convert_to_tensor(mask[None]),
-            ops.convert_to_tensor(weight, "float32"),
-        )
+        mask = reference.mask(content, s.motion_sigma, s.settle_frames)
+        return TemporalAnchor(reference.output[None], mask[None], s.temporal_weight)
 
-    def step(self, content: np.ndarray, index: int = 0) -> tuple[np.ndarray, FrameStats]:
-        """Stylize one frame (float RGB in [0, 1], processing size) after the previous one."""
+    def step(
+        self, content: np.ndarray, index: int = 0, *, stop: Stop | None = None
+    ) -> tuple[np.ndarray, FrameStats]:
+        """Stylize one frame (float RGB in [0, 1], processing size) after the previous one.
+
+        `stop` replaces the settings' early stop for this frame.
+        """
         s = self.settings
         started = time.perf_counter()
-        cold = self._previous is None or s.frame_init == "content"
+        cold = self._memory.cold or s.frame_init == "content"
         if cold:
-            init, iterations, anchor, state = (
-                initial_image(content, s),
-                s.first_iterations,
-                None,
-                None,
-            )
+            init, iterations = initial_image(content, s), s.first_iterations
+            anchor, state = None, None
         else:
             init, iterations = self._warm_init(content), s.iterations
             anchor = self._anchor(content)
-            state = self._state if s.carry_state else None
-        transfer = self.transfer
-        transfer.check_size(*content.shape[:2])
-        image, curve, state = transfer.adam.run(
-            init[None],
+            state = self._memory.adam_state if s.carry_state else None
+        output, curve, state = self.transfer.optimize(
+            init,
+            content,
             iterations,
-            transfer.content_targets(content),
-            transfer.style_grams(*content.shape[:2]),
             anchor=anchor,
             state=state,
-            stop=EarlyStop(s.tolerance, s.patience),
+            stop=EarlyStop(s.tolerance, s.patience) if stop is None else stop,
         )
-        output = image[0]
-        self._previous, self._state = (content, output), state
-        self._update_reference(content, output)
-        last = (lambda series: series[-1]) if len(curve) else (lambda series: float("nan"))
+        self._memory = ChainSnapshot(content, output, self._reference_after(content, output), state)
+        last = curve.last()
         stats = FrameStats(
             index=index,
             cold_start=cold,
             iterations=len(curve),
-            loss=last(curve.total) - last(curve.temporal),
-            content_loss=last(curve.content),
-            style_loss=last(curve.style),
-            temporal_loss=last(curve.temporal),
+            loss=last.gatys,
+            content_loss=last.content,
+            style_loss=last.style,
+            temporal_loss=last.temporal,
             seconds=time.perf_counter() - started,
         )
         return output, stats

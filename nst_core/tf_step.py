@@ -7,14 +7,23 @@ benchmarks/speed.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from nst_core.losses import LossFn
-from nst_core.optimize import AdamConfig, EarlyStop, LossCurve, Progress
+from nst_core.losses import LossFn, LossWeights, make_loss_fn
+from nst_core.stepper import (
+    AdamConfig,
+    LossCurve,
+    LossTerms,
+    Progress,
+    Stepper,
+    Stop,
+    Targets,
+    TemporalAnchor,
+)
 
 
 @dataclass(frozen=True)
@@ -38,23 +47,33 @@ class AdamState:
         return tuple(self.m.shape)
 
 
-class AdamStepper:
+class AdamStepper(Stepper):
     """Runs Adam on an image with one compiled step, shape-relaxed after the second shape.
 
-    The step is a pure function of tensors (image, moments, targets): no variables and no
-    Python objects in its signature, so new frames, states and chains reuse one trace.
+    The step is a pure function of tensors (image, moments, targets, anchor): no variables and
+    no Python objects in its signature, so new frames, states and chains reuse one trace. The
+    loss averages over the batch, so a batch is one problem (not a `BatchStepper`).
     """
 
-    def __init__(self, loss_fn: LossFn, config: AdamConfig, jit_compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: Callable,
+        n_content: int,
+        weights: LossWeights,
+        config: AdamConfig,
+        *,
+        jit_compile: bool = False,
+    ) -> None:
         self.config = config
-        self._loss_fn = loss_fn
+        self.loss_fn = make_loss_fn(model, n_content, weights)
         self._step = tf.function(self._step_eager, jit_compile=jit_compile, reduce_retracing=True)
 
     def _step_eager(self, image, m, v, t, content_targets, style_grams, anchor):
         c = self.config
+        anchor = None if anchor is None else TemporalAnchor(*anchor)
         with tf.GradientTape() as tape:
             tape.watch(image)
-            terms = self._loss_fn(image, content_targets, style_grams, anchor)
+            terms = _stackable(self.loss_fn(image, Targets(content_targets, style_grams), anchor))
         grad = tape.gradient(terms[0], image)
         t = t + 1.0
         m = c.beta1 * m + (1 - c.beta1) * grad
@@ -68,41 +87,52 @@ class AdamStepper:
         self,
         init: np.ndarray,
         iterations: int,
-        content_targets: Sequence,
-        style_grams: Sequence,
+        targets: Targets,
         *,
-        anchor: tuple | None = None,
+        anchor: TemporalAnchor | None = None,
         state: AdamState | None = None,
-        stop: EarlyStop | None = None,
+        stop: Stop | None = None,
         progress: Progress | None = None,
     ) -> tuple[np.ndarray, LossCurve, AdamState]:
-        """Optimize from `init` (B, H, W, 3 in [0, 1]); returns image, loss curve, Adam state.
-
-        The loss recorded at step i is that of the image before update i; the returned image
-        is the one after the last update. `anchor` adds the temporal term (see losses).
-        """
+        """Optimize from `init` (B, H, W, 3 in [0, 1]); see `Stepper.run`."""
         image = tf.convert_to_tensor(init, dtype=tf.float32)
         if state is None or state.shape != tuple(init.shape):
             state = AdamState.zeros(init.shape)
         m, v, t = state.m, state.v, state.t
+        content, grams = list(targets.content), list(targets.style_grams)
+        anchor_tensors = _anchor_tensors(anchor)
         curve = LossCurve()
         for i in range(iterations):
-            image, m, v, t, terms = self._step(image, m, v, t, content_targets, style_grams, anchor)
-            terms = terms.numpy()
-            curve.append(*map(float, terms))
+            image, m, v, t, terms = self._step(image, m, v, t, content, grams, anchor_tensors)
+            step_terms = LossTerms.of(terms.numpy())
+            curve.append(step_terms)
             if progress:
-                progress(i + 1, float(terms[0]))
-            if stop and stop.update(float(terms[0])):
+                progress(i + 1, step_terms.total)
+            if stop and stop.update(step_terms):
                 break
         return image.numpy(), curve, AdamState(m, v, t)
+
+
+def _anchor_tensors(anchor: TemporalAnchor | None) -> tuple[tf.Tensor, ...] | None:
+    """The anchor as float32 tensors: a tuple of tensors does not retrace the step."""
+    if anchor is None:
+        return None
+    return tuple(
+        tf.convert_to_tensor(value, tf.float32)
+        for value in (anchor.reference, anchor.mask, anchor.weight)
+    )
+
+
+def _stackable(terms: LossTerms) -> list[tf.Tensor]:
+    """The 5 terms as float32 tensors (a term may be a Python 0 without style layers)."""
+    return [tf.convert_to_tensor(value, tf.float32) for value in terms.values()]
 
 
 def run_lbfgs(
     loss_fn: LossFn,
     init: np.ndarray,
     iterations: int,
-    content_targets: Sequence,
-    style_grams: Sequence,
+    targets: Targets,
     *,
     tolerance: float = 0.0,
     progress: Progress | None = None,
@@ -118,16 +148,16 @@ def run_lbfgs(
         image = tf.reshape(flat, shape)
         with tf.GradientTape() as tape:
             tape.watch(image)
-            terms = loss_fn(image, content_targets, style_grams)
+            terms = _stackable(loss_fn(image, targets))
         return tf.stack(terms), tf.reshape(tape.gradient(terms[0], image), [-1])
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        terms, grad = value_and_grad(tf.constant(x, dtype=tf.float32))
-        terms = terms.numpy()
-        curve.append(*map(float, terms))
+        stacked, grad = value_and_grad(tf.constant(x, dtype=tf.float32))
+        terms = LossTerms.of(stacked.numpy())
+        curve.append(terms)
         if progress:
-            progress(len(curve), float(terms[0]))
-        return float(terms[0]), grad.numpy().astype("float64")
+            progress(len(curve), terms.total)
+        return terms.total, grad.numpy().astype("float64")
 
     result = minimize(
         fun,

@@ -6,7 +6,6 @@ The Prefect tasks wrap these; the flow concatenates segments and puts the audio 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -20,7 +19,6 @@ from typing import Protocol
 
 import numpy as np
 
-from nst_core.batching import BatchingStepper
 from nst_core.images import load_image, resize, to_uint8
 from nst_core.settings import VideoSettings
 from nst_core.stylize import StyleTransfer
@@ -137,10 +135,7 @@ def cached_transfer(
 def _build_transfer(
     settings: VideoSettings, style_paths: tuple[str, ...], batch: int
 ) -> StyleTransfer:
-    transfer = StyleTransfer([load_image(path) for path in style_paths], settings)
-    if batch > 1:
-        transfer.adam = BatchingStepper(transfer.adam, max_batch=batch)
-    return transfer
+    return StyleTransfer([load_image(path) for path in style_paths], settings, batch=batch)
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -206,8 +201,7 @@ def stylize_chunk(
             every.append(stats)
             yield frame
 
-    joined = getattr(transfer.adam, "joined", contextlib.nullcontext)  # a BatchingStepper's
-    with joined():
+    with transfer.stepper.joined():  # counts this chunk in the rounds of a batching stepper
         write_frames(recorded(), segment, info.avg_fps, crf=crf)
     kept = [s for s in every if s.index >= chunk.start]
     result = ChunkResult(

@@ -138,7 +138,7 @@ class JaxBench:
     def stepper(self, mode: str):
         """One stepper per mode (it owns the jitted functions, so compiles are reused)."""
         from nst_core.jax_step import JaxAdamStepper
-        from nst_core.optimize import AdamConfig
+        from nst_core.stepper import AdamConfig
 
         if mode not in self.steppers:
             dtype = "float32" if mode == "fp32" else "bfloat16"
@@ -162,20 +162,20 @@ class JaxBench:
         stepper = self.stepper(cfg.mode)
         rng = np.random.default_rng(1)
         content = rng.random((cfg.batch, cfg.height, cfg.width, 3), dtype=np.float32)
-        targets, grams = stepper.targets(content, content[:1])
+        targets = stepper.targets(content, content[:1])
         memory_before = device_memory()
         image = jax.numpy.asarray(content)
         state = JaxAdamState.zeros(content.shape)
         start = time.perf_counter()
-        image, state, terms = stepper.steps(image, state, targets, grams, chunk)
+        image, state, terms = stepper.steps(image, state, targets, chunk)
         jax.block_until_ready(terms)
         compile_s = time.perf_counter() - start
-        image, state, terms = stepper.steps(image, state, targets, grams, chunk)
+        image, state, terms = stepper.steps(image, state, targets, chunk)
         jax.block_until_ready(terms)
         times = []
         for _ in range(calls):
             start = time.perf_counter()
-            image, state, terms = stepper.steps(image, state, targets, grams, chunk)
+            image, state, terms = stepper.steps(image, state, targets, chunk)
             jax.block_until_ready(terms)
             times.append((time.perf_counter() - start) * 1e3 / chunk)
         losses = np.asarray(terms)[:, :, 0].mean(axis=1)

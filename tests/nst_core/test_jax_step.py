@@ -12,7 +12,6 @@ without it that comparison skips.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -33,7 +32,7 @@ from nst_core.images import load_image, resize  # noqa: E402
 from nst_core.jax_step import JaxAdamStepper  # noqa: E402
 from nst_core.losses import LossWeights  # noqa: E402
 from nst_core.model import feature_model  # noqa: E402
-from nst_core.optimize import AdamConfig  # noqa: E402
+from nst_core.stepper import AdamConfig, Targets  # noqa: E402
 from nst_core.weights import resolve_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +66,9 @@ TF_REFERENCE = textwrap.dedent(
     import json, sys
     import numpy as np
     import tensorflow as tf
-    from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
+    from nst_core.losses import LossWeights, gram_matrix
     from nst_core.model import feature_model, preprocess
-    from nst_core.optimize import AdamConfig
+    from nst_core.stepper import AdamConfig, Targets
     from nst_core.tf_step import AdamStepper
     from nst_core.weights import resolve_weights
 
@@ -78,15 +77,15 @@ TF_REFERENCE = textwrap.dedent(
     model = feature_model(tuple(args["layers"]), "max", resolve_weights(fetch=False))
     content_out = model(preprocess(tf.constant(data["content"])))
     style_out = model(preprocess(tf.constant(data["style"])))
-    targets, grams = list(content_out[:1]), [gram_matrix(f) for f in style_out[1:]]
-    loss = make_loss_fn(model, 1, LossWeights(*args["weights"][:3], tuple(args["weights"][3])))
+    targets = Targets(list(content_out[:1]), [gram_matrix(f) for f in style_out[1:]])
+    weights = LossWeights(*args["weights"][:3], tuple(args["weights"][3]))
+    stepper = AdamStepper(model, 1, weights, AdamConfig(*args["adam"]))
     image = tf.constant(data["init"])
     with tf.GradientTape() as tape:
         tape.watch(image)
-        terms = loss(image, targets, grams)
+        terms = stepper.loss_fn(image, targets).values()
     grad = tape.gradient(terms[0], image)
-    stepper = AdamStepper(loss, AdamConfig(*args["adam"]))
-    _, curve, _ = stepper.run(data["init"], args["steps"], targets, grams)
+    _, curve, _ = stepper.run(data["init"], args["steps"], targets)
     np.savez(args["output"], terms=np.stack([t.numpy() for t in terms]), grad=grad.numpy(),
              curve=np.array(curve.total))
     """
@@ -157,9 +156,9 @@ def _tf_reference(images: dict[str, np.ndarray], tmp_path: Path) -> dict[str, np
 
 def test_float32_terms_gradient_and_curve_match_tensorflow(stepper, images, tmp_path):
     reference = _tf_reference(images, tmp_path)
-    targets, grams = stepper.targets(images["content"], images["style"])
-    terms, grad = stepper.loss_and_grad(images["init"], targets, grams)
-    _, curve, _ = stepper.run(images["init"], STEPS, targets, grams, sync_every=4)
+    targets = stepper.targets(images["content"], images["style"])
+    terms, grad = stepper.loss_and_grad(images["init"], targets)
+    _, curve, _ = stepper.run(images["init"], STEPS, targets, sync_every=4)
     term_errors = np.abs(terms[0, :4] - reference["terms"][:4]) / np.abs(reference["terms"][:4])
     print(
         "term rel errors",
@@ -175,8 +174,8 @@ def test_float32_terms_gradient_and_curve_match_tensorflow(stepper, images, tmp_
 
 
 def test_adam_lowers_the_loss_and_keeps_pixels_in_range(stepper, images):
-    targets, grams = stepper.targets(images["content"], images["style"])
-    image, curve, state = stepper.run(images["init"], 30, targets, grams)
+    targets = stepper.targets(images["content"], images["style"])
+    image, curve, state = stepper.run(images["init"], 30, targets)
     assert len(curve) == 30 and len(curve.style) == 30 and float(state.t.max()) == 30
     assert curve.total[-1] < 0.7 * curve.total[0]
     assert image.min() >= 0.0 and image.max() <= 1.0
@@ -185,11 +184,12 @@ def test_adam_lowers_the_loss_and_keeps_pixels_in_range(stepper, images):
 def test_a_batch_is_independent_problems(stepper, images):
     """Image b of a batch gets the gradient it gets alone (vmap, not batch-wide means)."""
     pair = np.concatenate([images["init"], images["content"]])
-    targets, grams = stepper.targets(np.concatenate([images["content"]] * 2), images["style"])
-    terms, grad = stepper.loss_and_grad(pair, targets, grams)
+    targets = stepper.targets(np.concatenate([images["content"]] * 2), images["style"])
+    terms, grad = stepper.loss_and_grad(pair, targets)
     for b in range(2):
         one_terms, one_grad = stepper.loss_and_grad(
-            pair[b : b + 1], [t[b : b + 1] for t in targets], grams
+            pair[b : b + 1],
+            Targets([t[b : b + 1] for t in targets.content], targets.style_grams),
         )
         np.testing.assert_allclose(terms[b], one_terms[0], rtol=1e-5, atol=1e-12)
         assert _relative(grad[b], one_grad[0]) < 1e-5
@@ -198,14 +198,14 @@ def test_a_batch_is_independent_problems(stepper, images):
 def test_bfloat16_step_tracks_float32(model, stepper, images):
     """bf16 convolutions (float32 Grams and losses): loss within 2%, gradient aligned."""
     mixed = JaxAdamStepper(model, 1, WEIGHTS, ADAM, compute_dtype="bfloat16")
-    targets, grams = stepper.targets(images["content"], images["style"])
-    terms32, grad32 = stepper.loss_and_grad(images["init"], targets, grams)
-    terms16, grad16 = mixed.loss_and_grad(images["init"], targets, grams)
+    targets = stepper.targets(images["content"], images["style"])
+    terms32, grad32 = stepper.loss_and_grad(images["init"], targets)
+    terms16, grad16 = mixed.loss_and_grad(images["init"], targets)
     cosine = float(np.sum(grad16 * grad32) / np.linalg.norm(grad16) / np.linalg.norm(grad32))
     print("bf16 total rel", abs(terms16[0, 0] / terms32[0, 0] - 1), "grad cosine", cosine)
     assert abs(terms16[0, 0] / terms32[0, 0] - 1) < 2e-2
     assert cosine > 0.99
-    _, curve, _ = mixed.run(images["init"], 30, targets, grams)
+    _, curve, _ = mixed.run(images["init"], 30, targets)
     assert curve.total[-1] < 0.7 * curve.total[0]
 
 
@@ -218,7 +218,7 @@ def test_style_transfer_runs_images_and_frame_chains_on_the_jax_step(images):
     content, style = images["content"][0], images["style"][0]
     settings = make_settings(size=32, iterations=30, tolerance=0.0)
     transfer = StyleTransfer([style], settings)
-    assert isinstance(transfer.adam, JaxAdamStepper)
+    assert isinstance(transfer.stepper, JaxAdamStepper)
     image, stats = stylize_image(content, [style], settings, transfer=transfer)
     assert image.shape == content.shape and image.dtype == np.float32
     assert stats.iterations == 30 and stats.final_loss < 0.8 * stats.initial_loss
@@ -234,9 +234,9 @@ def test_style_transfer_runs_images_and_frame_chains_on_the_jax_step(images):
 
 def test_chains_in_threads_share_batches_and_match_separate_runs(images):
     """Two chains in two threads run as batches of 2 and get the frames they get alone."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from nst_core.batching import BatchingStepper
     from nst_core.settings import make_video_settings
     from nst_core.stylize import StyleTransfer
     from nst_core.temporal import FrameChain
@@ -248,17 +248,20 @@ def test_chains_in_threads_share_batches_and_match_separate_runs(images):
         for k in range(2)
     ]
 
-    def outputs(transfer, clip):
-        with getattr(transfer.adam, "joined", contextlib.nullcontext)():
+    def outputs(transfer, clip, barrier=None):
+        with transfer.stepper.joined():
+            if barrier is not None:
+                barrier.wait()  # both chains joined before either runs: full rounds
             return [frame for frame, _ in FrameChain(transfer, settings).run(clip)]
 
     alone = StyleTransfer([style], settings)
     expected = [outputs(alone, clip) for clip in clips]
-    shared = StyleTransfer([style], settings)
-    shared.adam = BatchingStepper(shared.adam, max_batch=2)
+    shared = StyleTransfer([style], settings, batch=2)
+    shared.stepper.wait_s = 120  # only a hang would time out
+    barrier = threading.Barrier(2)
     with ThreadPoolExecutor(2) as pool:
-        got = list(pool.map(lambda clip: outputs(shared, clip), clips))
-    assert shared.adam.batch_sizes == [2, 2, 2]
+        got = list(pool.map(lambda clip: outputs(shared, clip, barrier), clips))
+    assert shared.stepper.batch_sizes == [2, 2, 2]
     for frames, reference in zip(got, expected, strict=True):
         for frame, alone_frame in zip(frames, reference, strict=True):
             print("batched vs alone, max abs", np.abs(frame - alone_frame).max())
@@ -292,9 +295,12 @@ def test_chunk_tasks_in_threads_batch_their_frames(tmp_path):
         assert [r.frames for r in results] == [3, 3]
         return [f for r in results for f in read_frames(r.segment)]
 
-    alone, batched = run(1), run(2)
-    sizes = cached_transfer(settings, styles, 2).adam.batch_sizes
-    assert sum(sizes) == 6 and sizes.count(2) >= 2, sizes  # one shared stepper, batched
+    shared = cached_transfer(settings, styles, 2).stepper  # the one the chunks will share
+    shared.wait_s = 120  # only a hang would time out
+    alone = run(1)
+    with shared.joined(), shared.joined():  # both chunks count from the first round
+        batched = run(2)
+    assert shared.batch_sizes == [2, 2, 2]  # one shared stepper, full batches
     assert len(batched) == len(alone) == 6
     pairs = zip(alone, batched, strict=True)
     difference = np.mean([np.abs(a.astype(float) - b).mean() for a, b in pairs])

@@ -104,8 +104,10 @@ def test_bfloat16_precision_reaches_the_float32_loss(content_64, starry_64, vgg_
         # Judged by the float32 loss, so both runs are scored alike.
         results[precision] = (image, transfer)
     float32_transfer = results["float32"][1]
-    losses = {p: float32_transfer.loss(image, content_64)[0] for p, (image, _) in results.items()}
-    start = float32_transfer.loss(content_64, content_64)[0]
+    losses = {
+        p: float32_transfer.loss(image, content_64).total for p, (image, _) in results.items()
+    }
+    start = float32_transfer.loss(content_64, content_64).total
     assert losses["bfloat16"] < 0.8 * start
     assert losses["bfloat16"] < 1.05 * losses["float32"]
     assert np.abs(results["bfloat16"][0] - results["float32"][0]).mean() < 0.05

@@ -113,7 +113,7 @@ def test_reference_follows_a_changed_pixel_until_it_settles_then_holds_it():
     outputs = [np.full_like(still, 0.1 * k) for k in range(1, 7)]
     masks = []
     for k, output in enumerate(outputs):
-        reference.update(moved, output, sigma=0.05, settle=2)
+        reference = reference.updated(moved, output, sigma=0.05, settle=2)
         masks.append(reference.mask(moved, sigma=0.05, settle=2)[0, 1, 0])
         if k == 0:
             assert reference.age[0, 0, 0] == 4 and reference.age[0, 1, 0] == 0
@@ -122,3 +122,41 @@ def test_reference_follows_a_changed_pixel_until_it_settles_then_holds_it():
     # The changed pixel followed the output for settle=2 frames after the change, then held.
     assert reference.output[0, 1, 0] == pytest.approx(0.3)
     assert masks[:3] == [0.0, 0.5, 1.0] and masks[-1] == 1.0
+
+
+def test_a_fork_goes_on_like_the_chain_and_leaves_it_unchanged(
+    moving_frames, starry_64, vgg_weights
+):
+    """A fork continues from the chain's memory; the chain, stepped later, is unaffected."""
+    chain = _chain([starry_64], vgg_weights)
+    for frame in moving_frames[:2]:
+        chain.step(frame)
+    before = chain.snapshot()
+    fork = chain.fork()
+    forked = [fork.step(frame)[0] for frame in moving_frames[2:4]]
+    assert chain.snapshot() is before
+    for frame, expected in zip(moving_frames[2:4], forked, strict=True):
+        np.testing.assert_allclose(chain.step(frame)[0], expected, atol=1e-6)
+    chain.restore(before)
+    again, stats = chain.step(moving_frames[2])
+    assert not stats.cold_start
+    np.testing.assert_allclose(again, forked[0], atol=1e-6)
+
+
+def test_a_step_takes_its_own_stop(moving_frames, starry_64, vgg_weights):
+    """`stop` replaces the settings' early stop; it sees every step's loss terms."""
+
+    class AfterTwo:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def update(self, terms) -> bool:
+            self.seen.append(terms.gatys)
+            return len(self.seen) == 2
+
+    chain = _chain([starry_64], vgg_weights)
+    chain.step(moving_frames[0])
+    stop = AfterTwo()
+    _, stats = chain.step(moving_frames[1], 1, stop=stop)
+    assert stats.iterations == 2 and len(stop.seen) == 2
+    assert stats.loss == stop.seen[-1]
