@@ -33,7 +33,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.stylize_video import stylize_video
-from nst_core.errors import InvalidInputError, NSTError
+from nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_core.settings import VideoSettings
 from tasks import storage
 
@@ -207,7 +207,7 @@ def _run_all(jobs: list, styles: list[str], settings: VideoSettings, concurrency
             future.wait()
             value = future.result(raise_on_failure=False)
             if isinstance(value, BaseException) or not future.state.is_completed():
-                message = _one_line(value) if isinstance(value, BaseException) else "no result"
+                message = _error_line(value) if isinstance(value, BaseException) else "no result"
                 logger.error("%s failed: %s", src, message)
                 value = _failed_row(src, out, message)
             rows.append(value)
@@ -226,9 +226,11 @@ def _failed_row(source: str, output: str, message: str) -> dict:
     }
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, NSTError) else f"{type(error).__name__}: {text}"[:300]
+def _error_line(error: BaseException) -> str:
+    """A failed entry's reason: our own errors as they are, others with their type."""
+    if isinstance(error, NSTError):
+        return one_line(error, limit=None)
+    return one_line(f"{type(error).__name__}: {error}", limit=300)
 
 
 def _summary(source: str, destination: str, rows: list, ignored: list, seconds: float) -> dict:

@@ -23,3 +23,14 @@ class InvalidSettingsError(NSTError):
 
 class WeightsError(NSTError):
     """VGG19 weights could not be found, fetched or verified."""
+
+
+def one_line(message: str | BaseException, limit: int | None = 200) -> str:
+    """`message` on one line: whitespace collapsed, an empty exception named by its type, cut
+    to `limit` characters with "..." (None: never cut)."""
+    text = " ".join(str(message).split())
+    if not text and isinstance(message, BaseException):
+        text = type(message).__name__
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."

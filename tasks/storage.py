@@ -57,7 +57,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from nst_core.errors import InvalidInputError, InvalidSettingsError, NSTError
+from nst_core.errors import InvalidInputError, InvalidSettingsError, NSTError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -272,14 +272,13 @@ def _client(client: BaseClient | None) -> BaseClient:
         return _clients[fingerprint]
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    """Collapse whitespace, cut to ``limit`` and redact anything credential-like."""
+def _redacted_line(text: str) -> str:
+    """`text` on one short line with anything credential-like redacted."""
     for name in _CREDENTIAL_ENV:
         value = os.environ.get(name)
         if value:
             text = text.replace(value, "[redacted]")
-    text = _SECRET_RE.sub("[redacted]", " ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(_SECRET_RE.sub("[redacted]", one_line(text, limit=None)))
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -325,7 +324,7 @@ def _s3_error(exc: BaseException, uri: str, action: str, client: BaseClient) -> 
             f"{where}: cannot reach S3 endpoint {client.meta.endpoint_url} ({type(exc).__name__})"
         )
     if isinstance(exc, bexc.BotoCoreError):
-        return StorageError(f"{where}: {type(exc).__name__}: {_one_line(str(exc))}")
+        return StorageError(f"{where}: {type(exc).__name__}: {_redacted_line(str(exc))}")
     code, status = _error_code(exc)
     if code == "NoSuchBucket":
         return InvalidInputError(f"{where}: bucket {parse_uri(uri).bucket!r} does not exist")
@@ -338,7 +337,7 @@ def _s3_error(exc: BaseException, uri: str, action: str, client: BaseClient) -> 
             f"{where}: access denied (HTTP 403); check the credentials' "
             "permissions (a missing object reads as 403 without s3:ListBucket)"
         )
-    message = _one_line(exc.response.get("Error", {}).get("Message", "") or "")
+    message = _redacted_line(exc.response.get("Error", {}).get("Message", "") or "")
     error_cls = StorageUnavailableError if status >= 500 else StorageError
     return error_cls(
         f"{where}: S3 error {code or '?'} (HTTP {status})" + (f": {message}" if message else "")

@@ -56,8 +56,3 @@ def md5_file(path: Path) -> str:
     """Hex md5 of a file: Keras pins its weight files by md5."""
     return _hash_file(path, hashlib.md5(usedforsecurity=False))
 
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line, for the list of failed sources."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

@@ -17,8 +17,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from nst_core.errors import WeightsError
-from nst_core.weights.common import Unavailable, WeightsInfo, one_line
+from nst_core.errors import WeightsError, one_line
+from nst_core.weights.common import Unavailable, WeightsInfo
 from nst_core.weights.sources import (
     KERAS_FILE,
     KERAS_MD5,

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_core.errors import WeightsError
-from nst_core.weights.common import one_line
+from nst_core.errors import WeightsError, one_line
 from nst_core.weights.legacy_torch import load_legacy_torch
 
 # (in, out) channels of each 3x3 convolution of VGG19, in network order.
