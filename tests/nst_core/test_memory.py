@@ -76,7 +76,8 @@ def test_cpu_budget_is_a_share_of_available_ram(monkeypatch):
     budget = available_memory("cpu")
     free = memory._meminfo_bytes("MemAvailable")
     assert budget is not None and free is not None
-    assert 0 <= budget.bytes < free and "MemAvailable" in budget.source or "cgroup" in budget.source
+    assert 0 <= budget.bytes < free
+    assert "MemAvailable" in budget.source or "cgroup" in budget.source
 
 
 def test_meminfo_and_cgroup_files_are_read(tmp_path):
