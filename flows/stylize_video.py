@@ -109,8 +109,6 @@ def stylize_video(
     sizing = prefect_tasks.plan_video_size.submit(info, settings).result()
     if sizing.reduced:
         logger.warning("memory guard: %s: %s", source, sizing.reason)
-    processing = (sizing.processing[1], sizing.processing[0])  # (width, height)
-    requested = (sizing.requested[1], sizing.requested[0])
     first, count = frame_range(info, start, duration, max_frames)
     cuts = prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
     chunks = plan_chunks(first, count, chunk_frames, overlap, cuts)
@@ -128,8 +126,8 @@ def stylize_video(
             info=info,
             cuts=cuts,
             crf=min(crf, SEGMENT_CRF) if overlap else crf,
-            processing=processing,
-            output_size=requested if sizing.reduced else None,
+            processing=sizing.processing,
+            output_size=sizing.requested if sizing.reduced else None,
             batch=batch_chunks,
         )
         for chunk in chunks

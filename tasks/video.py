@@ -46,6 +46,7 @@ from typing import IO
 import numpy as np
 
 from nst_core.errors import InvalidInputError, NSTError
+from nst_core.size import Size
 
 MIN_FFMPEG_VERSION = (6, 0)  # -fps_mode, -display_rotation, showinfo checksum=0
 _TAIL_LINES = 20  # stderr lines kept for error messages
@@ -98,6 +99,11 @@ class VideoInfo:
     duration: float
     has_audio: bool
     audio_codec: str | None
+
+    @property
+    def size(self) -> Size:
+        """The size as displayed."""
+        return Size(self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -626,21 +632,6 @@ def _video_info(path: Path, header: _Header, timing: _Timing) -> VideoInfo:
 # --------------------------------------------------------------------------- decoding
 
 
-def scaled_size(width: int, height: int, size: int | None) -> tuple[int, int]:
-    """Output (width, height) of ``read_frames`` for a max side of ``size`` pixels.
-
-    None keeps the size as is. Otherwise the longer side becomes at most ``size`` (never
-    upscaled), the aspect ratio is kept, and both sides are rounded to even numbers (>= 2)
-    so that the frames can be encoded to yuv420p without padding.
-    """
-    if size is None:
-        return width, height
-    if size < 2:
-        raise ValueError(f"size must be >= 2 pixels, got {size}")
-    scale = min(1.0, size / max(width, height))
-    return (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-
-
 def _rotation_filters(rotation: int) -> list[str]:
     return {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}.get(
         rotation, []
@@ -711,17 +702,17 @@ def read_frames(
     Frame-exact: frame i of any range is bit-identical to frame i of a full decode. Rotation
     is applied (shape matches the probe's width/height); 10-bit and full-range input are
     converted to 8-bit full-range RGB using the stream's colour tags. ``size`` caps the longer
-    side (see scaled_size). Pass ``info`` (probe of the same file) to skip probing again.
+    side (see Size.fit). Pass ``info`` (probe of the same file) to skip probing again.
     Arguments are checked now; ffmpeg starts on the first ``next()`` and is killed and reaped
     if the generator is closed early or the consumer fails.
     """
     info = info or probe(path)
     count = _check_range(info, start, count)
-    width, height = scaled_size(info.width, info.height, size)
+    out = info.size.fit(size)
     if count == 0:
         return iter(())
-    args = _decode_args(Path(path), info, start, count, width, height)
-    return _frame_stream(args, Path(path), width, height, count)
+    args = _decode_args(Path(path), info, start, count, out.width, out.height)
+    return _frame_stream(args, Path(path), out.width, out.height, count)
 
 
 def _read_exact(stream: IO[bytes], nbytes: int) -> bytearray | None:
@@ -1045,8 +1036,8 @@ def scene_scores(path: str | os.PathLike[str], size: int | None = None) -> list[
     h = _require_video(p, _header(p))
     filters = []
     if size is not None:
-        width, height = scaled_size(h.coded_width, h.coded_height, size)
-        filters.append(f"scale={width}:{height}")
+        scaled = Size(h.coded_width, h.coded_height).fit(size)
+        filters.append(f"scale={scaled.width}:{scaled.height}")
     filters += ["select=gte(scene\\,0)", "metadata=mode=print:key=lavfi.scene_score:file=-"]
     proc = _run(
         [

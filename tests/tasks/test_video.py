@@ -294,22 +294,6 @@ def test_read_frames_size_caps_longer_side(basic: Path) -> None:
     assert frames[0].shape == (24, 32, 3)
 
 
-@pytest.mark.parametrize(
-    ("w", "h", "size", "expected"),
-    [
-        (64, 48, None, (64, 48)),
-        (64, 48, 32, (32, 24)),
-        (1920, 1080, 256, (256, 144)),
-        (48, 64, 100, (48, 64)),
-        (33, 25, None, (33, 25)),
-        (1000, 10, 100, (100, 2)),
-        (640, 360, 101, (100, 56)),
-    ],
-)
-def test_scaled_size(w: int, h: int, size: int | None, expected: tuple[int, int]) -> None:
-    assert video.scaled_size(w, h, size) == expected
-
-
 def _mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
