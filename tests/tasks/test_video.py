@@ -15,7 +15,8 @@ import pytest
 
 from nst_core.errors import InvalidInputError
 from tasks import video
-from tasks.video import FFmpegError
+from tasks.video import FFmpegError, process
+from tasks.video import header as headers
 from tests.media import FPS, SOLID_RGB, md5, rotated_clip
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "videos"
@@ -24,7 +25,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets" / "videos"
 @pytest.fixture(autouse=True)
 def ffmpeg_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Always exercise the path used where only an ffmpeg binary exists."""
-    monkeypatch.setattr(video, "ffprobe_exe", lambda: None)
+    monkeypatch.setattr(headers, "ffprobe_exe", lambda: None)
 
 
 def _children() -> list[int]:
@@ -194,7 +195,7 @@ At least one output file must be specified
 
 
 def test_parse_ffmpeg6_header_text() -> None:
-    header = video._header_from_ffmpeg_text(FFMPEG6_TEXT)
+    header = headers.header_from_ffmpeg_text(FFMPEG6_TEXT)
     assert header.video_codec == "hevc"
     assert (header.coded_width, header.coded_height, header.rotation) == (3840, 2160, 90)
     assert (header.pix_fmt, header.bit_depth, header.color_range) == ("yuv420p10le", 10, "tv")
@@ -207,7 +208,7 @@ def test_parse_legacy_rotate_tag() -> None:
     text = FFMPEG6_TEXT.replace("Side data:", "rotate          : 270").replace(
         "      displaymatrix: rotation of -90.00 degrees\n", ""
     )
-    assert video._header_from_ffmpeg_text(text).rotation == 270
+    assert headers.header_from_ffmpeg_text(text).rotation == 270
 
 
 FFPROBE_JSON = {
@@ -236,14 +237,14 @@ FFPROBE_JSON = {
 
 
 def test_parse_ffprobe_json() -> None:
-    header = video._header_from_ffprobe_json(FFPROBE_JSON)
+    header = headers.header_from_ffprobe_json(FFPROBE_JSON)
     assert (header.video_codec, header.coded_width, header.coded_height) == ("h264", 1920, 1080)
     assert header.rotation == 270  # display matrix +90 is counter-clockwise
     assert (header.color_range, header.bit_depth, header.pix_fmt) == ("pc", 8, "yuvj420p")
     assert header.audio_codecs == ("opus",)
 
 
-@pytest.mark.skipif(video.ffprobe_exe() is None, reason="no ffprobe binary on PATH")
+@pytest.mark.skipif(process.ffprobe_exe() is None, reason="no ffprobe binary on PATH")
 @pytest.mark.parametrize(
     "name", ["basic", "ten_bit", "full_range", "vfr", "with_short_audio", "rot90", "odd"]
 )
@@ -252,8 +253,8 @@ def test_ffprobe_path_agrees_with_ffmpeg_path(
 ) -> None:
     path = request.getfixturevalue(name)
     via_ffmpeg = video.probe(path)
-    exe = video.shutil.which("ffprobe")
-    monkeypatch.setattr(video, "ffprobe_exe", lambda: exe)
+    exe = process.ffprobe_exe()
+    monkeypatch.setattr(headers, "ffprobe_exe", lambda: exe)
     via_ffprobe = video.probe(path)
     assert via_ffprobe == via_ffmpeg
 
@@ -494,8 +495,8 @@ def test_mux_audio_cuts_longer_audio_at_video_end(
     stylized = tmp_path / "stylized.mp4"
     video.write_frames(basic_frames, stylized, Fraction(FPS))
     out = video.mux_audio(stylized, with_long_audio, tmp_path / "final.mp4")
-    header = video._header_with_ffmpeg(out)
-    assert header.duration == pytest.approx(0.4, abs=0.05)  # not the audio's 2 s
+    duration = headers.header_with_ffmpeg(out).duration
+    assert duration == pytest.approx(0.4, abs=0.05)  # not the audio's 2 s
     assert video.probe(out).frame_count == 12
 
 
