@@ -26,11 +26,13 @@ import numpy as np
 
 from nst_core.errors import InvalidInputError
 from nst_core.size import Size
-from tasks.video.probing import VideoInfo, probe
+from tasks.video.header import video_header
+from tasks.video.probing import VideoInfo, count_packets
 from tasks.video.process import (
     QUIET,
     SCALE_FLAGS,
     FFmpegError,
+    check_input_file,
     command,
     failure,
     ffinput,
@@ -51,9 +53,11 @@ class _Stream:
 
 
 def _stream(path: Path, info: VideoInfo | None) -> _Stream:
-    """From the probe of the file (made here when not given)."""
-    info = info or probe(path)
-    return _Stream(info.size, info.rotation, info.frame_count)
+    """From the probe when given, else from the header and a demux-only count (no decode)."""
+    if info is not None:
+        return _Stream(info.size, info.rotation, info.frame_count)
+    header = video_header(check_input_file(path))
+    return _Stream(header.size, header.rotation, count_packets(path))
 
 
 def read_frames(

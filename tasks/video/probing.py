@@ -2,7 +2,7 @@
 
 Frames are counted by decoding (showinfo), because container frame counts are missing (mkv)
 or lie (edit lists, truncated files); the same pass gives the timestamps from which VFR is
-detected.
+detected. `count_packets` is the cheap count (demux only) for callers without a probe.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from nst_core.errors import InvalidInputError
 from nst_core.size import Size
 from tasks.video.header import Header, video_header
 from tasks.video.process import (
+    QUIET,
     check_input_file,
     clean,
     command,
     failure,
     ffinput,
     finish,
+    run_checked,
     started,
 )
 
@@ -72,6 +74,15 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     """
     p = check_input_file(path)
     return _video_info(p, video_header(p), _decode_timing(p))
+
+
+def count_packets(path: Path) -> int:
+    """Frames in the first video stream by demuxing only (stream copy, no decode): cheap,
+    and equal to the decoded count for well-formed files."""
+    progress = (*QUIET, "-nostats", "-progress", "pipe:1")
+    args = command(ffinput(path)["v:0"], out="-", glob=progress, c="copy", f="null")
+    counts = re.findall(r"^frame=(\d+)$", run_checked(path, args).stdout, re.M)
+    return int(counts[-1]) if counts else 0
 
 
 def _video_info(path: Path, header: Header, timing: _Timing) -> VideoInfo:

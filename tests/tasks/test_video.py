@@ -15,7 +15,7 @@ import pytest
 
 from nst_core.errors import InvalidInputError
 from tasks import video
-from tasks.video import FFmpegError, process
+from tasks.video import FFmpegError, probing, process
 from tasks.video import header as headers
 from tests.media import FPS, SOLID_RGB, md5, rotated_clip
 
@@ -278,6 +278,14 @@ def test_read_range_is_bit_exact(
     assert len(part) == len(expected)
     for got, want in zip(part, expected, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("clip", ["basic", "vfr", "odd", "rot90", "one_frame", "ten_bit"])
+def test_demux_count_without_decoding_matches_the_probe(
+    request: pytest.FixtureRequest, clip: str
+) -> None:
+    path = request.getfixturevalue(clip)
+    assert probing.count_packets(path) == video.probe(path).frame_count
 
 
 def test_read_range_at_end_is_empty(basic: Path) -> None:
