@@ -256,7 +256,7 @@ def _encode_args(size: Size, fps: Fraction, crf: int, preset: str, tmp: Path) ->
     return command(
         raw,
         out=tmp,
-        glob=(*QUIET, "-y"),
+        global_args=(*QUIET, "-y"),
         vf=f"scale=out_color_matrix=bt709:out_range=tv:flags={SCALE_FLAGS}",
         preset=preset,
         crf=crf,

@@ -50,7 +50,9 @@ def concat(segments: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         listing.write_text(_concat_list(paths), encoding="utf-8")
         joined = ffinput(listing, f="concat", safe=0)
         with atomic_output(dest) as tmp:
-            args = command(joined, out=tmp, glob=_OVERWRITE, map="0", c="copy", **faststart(dest))
+            args = command(
+                joined, out=tmp, global_args=_OVERWRITE, map="0", c="copy", **faststart(dest)
+            )
             run_checked(dest, args)
     return dest
 
@@ -78,13 +80,15 @@ def mux_audio(
     duration = video_header(vid).duration
     has_audio = bool(read_header(src).audio_codecs)
     streams = [ffinput(vid)["v:0"]]
-    limit = {}
+    limit: dict[str, str] = {}
     if has_audio:
         seek = {"ss": f"{audio_start:.6f}"} if audio_start > 0 else {}
         streams.append(ffinput(src, **seek)["a"])
         if duration:  # header durations are rounded to 10 ms: add 10 ms, never cut video
             limit = {"t": f"{duration + 0.01:.3f}"}
     with atomic_output(dest) as tmp:
-        args = command(*streams, out=tmp, glob=_OVERWRITE, c="copy", **limit, **faststart(tmp))
+        args = command(
+            *streams, out=tmp, global_args=_OVERWRITE, c="copy", **limit, **faststart(tmp)
+        )
         run_checked(dest, args)
     return dest

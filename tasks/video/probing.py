@@ -80,7 +80,7 @@ def count_packets(path: Path) -> int:
     """Frames in the first video stream by demuxing only (stream copy, no decode): cheap,
     and equal to the decoded count for well-formed files."""
     progress = (*QUIET, "-nostats", "-progress", "pipe:1")
-    args = command(ffinput(path)["v:0"], out="-", glob=progress, c="copy", f="null")
+    args = command(ffinput(path)["v:0"], out="-", global_args=progress, c="copy", f="null")
     counts = re.findall(r"^frame=(\d+)$", run_checked(path, args).stdout, re.M)
     return int(counts[-1]) if counts else 0
 
@@ -165,7 +165,12 @@ def _decode_timing(path: Path) -> _Timing:
     verbose = ("-hide_banner", "-nostdin", "-nostats", "-v", "info")
     stream = ffinput(path, noautorotate=None)["v:0"]
     args = command(
-        stream, out="-", glob=verbose, fps_mode="passthrough", vf="showinfo=checksum=0", f="null"
+        stream,
+        out="-",
+        global_args=verbose,
+        fps_mode="passthrough",
+        vf="showinfo=checksum=0",
+        f="null",
     )
     parser = _ShowinfoParser()
     with started(args, on_stderr=parser) as (proc, tail):

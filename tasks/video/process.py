@@ -77,11 +77,11 @@ def ffinput(path: Path | str, **options: Any) -> Any:
 
 
 def command(
-    *streams: Any, out: Path | str, glob: Sequence[str] = QUIET, **options: Any
+    *streams: Any, out: Path | str, global_args: Sequence[str] = QUIET, **options: Any
 ) -> list[str]:
     """The argument list writing `streams` (ffmpeg-python nodes; each selected stream gets a
     -map) to `out` with output `options` (keys as ffmpeg spells them: "c:v", "frames:v")."""
-    node = ffmpeg_python.output(*streams, str(out), **options).global_args(*glob)
+    node = ffmpeg_python.output(*streams, str(out), **options).global_args(*global_args)
     return node.compile(cmd=ffmpeg_exe())
 
 
