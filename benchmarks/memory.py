@@ -186,9 +186,11 @@ def largest_frame(base_gib: float, gib_per_mp: float, budget_gib: float, aspect=
     if gib_per_mp <= 0 or budget_gib <= base_gib:
         return None
     from nst_core.memory import fit_pixels
+    from nst_core.size import Size
 
     pixels = (budget_gib - base_gib) / gib_per_mp * 1e6
-    return fit_pixels(aspect[0] * 1000, aspect[1] * 1000, int(pixels))
+    fitted = fit_pixels(Size(aspect[1] * 1000, aspect[0] * 1000), int(pixels))
+    return None if fitted is None else fitted.hw
 
 
 def gpu_projection(path: Path = GPU_JSON) -> dict:

@@ -22,13 +22,13 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from nst_core.settings import VideoSettings
 from tasks import prefect_tasks, storage
+from tasks.assemble import segment_crf
 from tasks.plan import frame_range, job_id, plan_chunks
 from tasks.report import preview_markdown, summary_markdown
 from tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
 from tasks.video import read_frames
 
 MANIFEST_SUFFIX = ".json"
-SEGMENT_CRF = 12  # chunk segments that get cross-faded are encoded twice: keep the first fine
 
 
 def default_work_dir() -> Path:
@@ -109,8 +109,6 @@ def stylize_video(
     sizing = prefect_tasks.plan_video_size.submit(info, settings).result()
     if sizing.reduced:
         logger.warning("memory guard: %s: %s", source, sizing.reason)
-    processing = (sizing.processing[1], sizing.processing[0])  # (width, height)
-    requested = (sizing.requested[1], sizing.requested[0])
     first, count = frame_range(info, start, duration, max_frames)
     cuts = prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
     chunks = plan_chunks(first, count, chunk_frames, overlap, cuts)
@@ -127,9 +125,9 @@ def stylize_video(
             str(job_dir / "chunks" / f"{chunk.name}.mp4"),
             info=info,
             cuts=cuts,
-            crf=min(crf, SEGMENT_CRF) if overlap else crf,
-            processing=processing,
-            output_size=requested if sizing.reduced else None,
+            crf=segment_crf([c.warmup for c in chunks], crf),
+            processing=sizing.processing,
+            output_size=sizing.requested if sizing.reduced else None,
             batch=batch_chunks,
         )
         for chunk in chunks

@@ -96,6 +96,7 @@ def image(
     """Stylize one image."""
     import_tensorflow_quietly()
     from nst_core import load_image, save_image
+    from nst_core.size import Size
     from nst_core.weights import resolve_weights
     from tasks.memory_guard import plan_image_size, stylize_image_within_memory
 
@@ -104,7 +105,7 @@ def image(
     style_pixels = [load_image(path) for path in styles]
     init_pixels = load_image(init_image) if init_image else None
     weights_info = resolve_weights(vgg_weights)
-    plan = plan_image_size(*content_pixels.shape[:2], settings)
+    plan = plan_image_size(Size.of(content_pixels), settings)
     if plan.reduced:  # the memory guard: stylize smaller, upscale to the requested size
         typer.echo(f"nst: WARNING: memory guard: {content}: {plan.reason}", err=True)
     total = settings.iterations * settings.scales

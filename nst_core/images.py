@@ -77,12 +77,6 @@ def save_image(image: np.ndarray, path: str | os.PathLike, quality: int = 92) ->
     return path
 
 
-def fit_size(height: int, width: int, longest: int) -> tuple[int, int]:
-    """(h, w) scaled so that the longest side is `longest`, keeping the aspect ratio."""
-    scale = longest / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize of a float (H, W, 3) or (B, H, W, 3) image, antialiased, clipped to [0, 1]."""
     from keras import ops  # here, so that reading images does not import TensorFlow

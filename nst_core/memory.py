@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from nst_core.errors import NSTError
+from nst_core.size import Size
 
 GIB = 2**30
 ENV_LIMIT = "NST_MEMORY_LIMIT_GB"  # the step's budget in GB (1e9 bytes); overrides detection
@@ -52,45 +53,37 @@ class InsufficientMemoryError(NSTError):
     """Not even the smallest usable size fits the memory available."""
 
 
-def estimate_bytes(height: int, width: int, precision: str = "float32", device: str = "cpu") -> int:
-    """Estimated peak bytes of the stylization step at (height, width) over the loaded model."""
-    slope = STEP_BYTES_PER_PIXEL.get((device, precision), STEP_BYTES_PER_PIXEL[(device, "float32")])
-    return int(STEP_BASE_BYTES[device] + slope * height * width)
+def estimate_bytes(size: Size, precision: str = "float32", device: str = "cpu") -> int:
+    """Estimated peak bytes of the stylization step at `size` over the loaded model."""
+    return int(STEP_BASE_BYTES[device] + _slope(precision, device) * size.pixels)
 
 
-def scaled(height: int, width: int, longest: int) -> tuple[int, int]:
-    """(h, w) with the longest side at most `longest`, the aspect ratio kept, sides even.
-
-    The same rounding as tasks.video.scaled_size (never upscaled, even sides >= 2).
-    """
-    scale = min(1.0, longest / max(height, width))
-    return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
+def _slope(precision: str, device: str) -> float:
+    return STEP_BYTES_PER_PIXEL.get((device, precision), STEP_BYTES_PER_PIXEL[(device, "float32")])
 
 
-def fit_pixels(height: int, width: int, max_pixels: int) -> tuple[int, int] | None:
-    """The largest `scaled` size of (height, width) with at most `max_pixels` pixels."""
+def fit_pixels(size: Size, max_pixels: int) -> Size | None:
+    """The largest `size.fit(...)` (the decoder's rounding) with at most `max_pixels` pixels."""
     if max_pixels < 4:
         return None
-    side = max(height, width)
-    longest = min(side, math.floor(side * math.sqrt(max_pixels / (height * width))) + 2)
+    longest = min(size.longest, math.floor(size.longest * math.sqrt(max_pixels / size.pixels)) + 2)
     while longest >= 2:
-        h, w = scaled(height, width, longest)
-        if h * w <= max_pixels:
-            return h, w
+        fitted = size.fit(longest)
+        if fitted.pixels <= max_pixels:
+            return fitted
         longest -= 1
     return None
 
 
-def fit_size(
-    height: int, width: int, budget: int, precision: str = "float32", device: str = "cpu"
-) -> tuple[int, int] | None:
-    """The largest (h, w) with the aspect ratio of (height, width), even sides, whose step
-    fits in `budget` bytes; (height, width) itself when it fits; None when nothing does."""
-    if estimate_bytes(height, width, precision, device) <= budget:
-        return height, width
-    slope = STEP_BYTES_PER_PIXEL.get((device, precision), STEP_BYTES_PER_PIXEL[(device, "float32")])
-    max_pixels = math.floor((budget - STEP_BASE_BYTES[device]) / slope)
-    return fit_pixels(height, width, max_pixels)
+def fit_budget(
+    size: Size, budget: int, precision: str = "float32", device: str = "cpu"
+) -> Size | None:
+    """The largest size with the aspect ratio of `size`, even sides, whose step fits in
+    `budget` bytes; `size` itself when it fits; None when nothing does."""
+    if estimate_bytes(size, precision, device) <= budget:
+        return size
+    max_pixels = math.floor((budget - STEP_BASE_BYTES[device]) / _slope(precision, device))
+    return fit_pixels(size, max_pixels)
 
 
 @dataclass(frozen=True)
@@ -189,16 +182,12 @@ def available_memory(device: str | None = None) -> Budget | None:
     return Budget(max(0, usable), f"{CPU_HEADROOM:.0%} of {label} less the model", "cpu")
 
 
-def _wxh(size: tuple[int, int]) -> str:
-    return f"{size[1]}x{size[0]}"
-
-
 @dataclass(frozen=True)
 class SizePlan:
-    """The processing size chosen for a requested (height, width), and why."""
+    """The processing size chosen for a requested size, and why."""
 
-    requested: tuple[int, int]
-    processing: tuple[int, int]
+    requested: Size
+    processing: Size
     precision: str = "float32"
     device: str = "cpu"
     estimate_bytes: int = 0
@@ -212,23 +201,21 @@ class SizePlan:
     def reason(self) -> str:
         if self.budget is None:
             return "memory guard skipped: available memory unknown"
-        need = (
-            f"{_wxh(self.requested)} ({self.precision}) needs ~{self.estimate_bytes / GIB:.2f} GiB"
-        )
+        need = f"{self.requested} ({self.precision}) needs ~{self.estimate_bytes / GIB:.2f} GiB"
         have = f"{self.budget.bytes / GIB:.2f} GiB available ({self.budget.source})"
         if not self.reduced:
             return f"{need}, fits in {have}"
         return (
-            f"{need}, more than the {have}: stylizing at {_wxh(self.processing)} and "
-            f"upscaling to {_wxh(self.requested)}"
+            f"{need}, more than the {have}: stylizing at {self.processing} and "
+            f"upscaling to {self.requested}"
         )
 
     def as_dict(self) -> dict:
         """For manifests and JSON reports; sizes as [width, height]."""
         return {
             "strategy": "reduce" if self.reduced else "none",
-            "requested": [self.requested[1], self.requested[0]],
-            "processing": [self.processing[1], self.processing[0]],
+            "requested": self.requested.as_list(),
+            "processing": self.processing.as_list(),
             "precision": self.precision,
             "device": self.device,
             "estimate_bytes": self.estimate_bytes,
@@ -242,29 +229,28 @@ _DETECT = object()
 
 
 def plan_size(
-    height: int,
-    width: int,
+    size: Size,
     precision: str = "float32",
     *,
     budget: Budget | None | object = _DETECT,
     min_side: int = 16,
 ) -> SizePlan:
-    """Keep (height, width) when its step fits the budget, else the largest that fits.
+    """Keep `size` when its step fits the budget, else the largest that fits.
 
     `budget` defaults to `available_memory()`; None skips the guard. Raises
     InsufficientMemoryError when even a `min_side` shorter side would not fit.
     """
     chosen = available_memory() if budget is _DETECT else budget
     device = chosen.device if isinstance(chosen, Budget) else step_device()
-    estimate = estimate_bytes(height, width, precision, device)
-    plan = SizePlan((height, width), (height, width), precision, device, estimate, chosen)
+    estimate = estimate_bytes(size, precision, device)
+    plan = SizePlan(size, size, precision, device, estimate, chosen)
     if not isinstance(chosen, Budget) or estimate <= chosen.bytes:
         return plan
-    fitted = fit_size(height, width, chosen.bytes, precision, device)
-    if fitted is None or min(fitted) < min_side:
+    fitted = fit_budget(size, chosen.bytes, precision, device)
+    if fitted is None or fitted.shortest < min_side:
         raise InsufficientMemoryError(
-            f"not enough memory for {_wxh((height, width))}: {plan.reason.split(',')[0]}, "
+            f"not enough memory for {size}: {plan.reason.split(',')[0]}, "
             f"{chosen.bytes / GIB:.2f} GiB available ({chosen.source}); even a {min_side} px "
             "shorter side would not fit"
         )
-    return SizePlan((height, width), fitted, precision, device, estimate, chosen)
+    return SizePlan(size, fitted, precision, device, estimate, chosen)

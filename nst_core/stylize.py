@@ -17,11 +17,12 @@ import numpy as np
 from keras import ops
 
 from nst_core.errors import InvalidInputError, InvalidSettingsError
-from nst_core.images import fit_size, resize
+from nst_core.images import resize
 from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
 from nst_core.model import feature_model, preprocess
 from nst_core.optimize import make_stepper
 from nst_core.settings import StyleSettings
+from nst_core.size import Size, min_side
 from nst_core.stepper import (
     AdamConfig,
     EarlyStop,
@@ -33,12 +34,6 @@ from nst_core.stepper import (
     TemporalAnchor,
 )
 from nst_core.weights import WeightsInfo
-
-
-# VGG19 halves the resolution before blocks 2..5; a layer in block k needs 2**(k-1) pixels.
-def _min_side(layers: Sequence[str]) -> int:
-    deepest_block = max(int(name[5]) for name in layers)
-    return 2 ** (deepest_block - 1)
 
 
 @dataclass
@@ -102,7 +97,7 @@ class StyleTransfer:
         )
         self._grams: dict[int, list] = {}
         self._grams_lock = threading.Lock()  # chunk threads share a transfer (and its targets)
-        self.min_side = _min_side(layers)
+        self.min_side = min_side(layers)
 
     def features(self, image: np.ndarray) -> list:
         """float32 activations of the model's layers for an image (H, W, 3) or a batch."""
@@ -127,13 +122,13 @@ class StyleTransfer:
         return self._grams[longest]
 
     def _style_features(self, style: np.ndarray, longest: int) -> list:
-        height, width = fit_size(*style.shape[:2], longest)
-        if min(height, width) < self.min_side:
+        size = Size.of(style).scale_to(longest)
+        if size.shortest < self.min_side:
             raise InvalidSettingsError(
                 f"style image too small at style_scale {self.settings.style_scale}: "
-                f"{width}x{height} px, the layers need at least {self.min_side} px"
+                f"{size} px, the layers need at least {self.min_side} px"
             )
-        return self.features(resize(style, height, width))[self.n_content :]
+        return self.features(resize(style, *size.hw))[self.n_content :]
 
     def targets(self, content: np.ndarray) -> Targets:
         """The targets of `content`'s stylization at `content`'s size."""
@@ -229,8 +224,8 @@ def preserve_colors(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
 
 def pyramid_sizes(height: int, width: int, settings: StyleSettings) -> list[tuple[int, int]]:
     """Output sizes from coarse to fine; the finest has its longest side at settings.size."""
-    levels = settings.scales
-    return [fit_size(height, width, round(settings.size / 2**k)) for k in reversed(range(levels))]
+    full = Size(width, height)
+    return [full.scale_to(round(settings.size / 2**k)).hw for k in reversed(range(settings.scales))]
 
 
 def stylize_image(

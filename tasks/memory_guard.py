@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nst_core.images import fit_size, resize
+from nst_core.images import resize
 from nst_core.memory import Budget, SizePlan, plan_size
 from nst_core.settings import StyleSettings, make_settings
-from tasks.video import VideoInfo, scaled_size
+from nst_core.size import Size, min_side
+from tasks.video import VideoInfo
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +30,10 @@ def precision_of(settings: StyleSettings) -> str:
     return getattr(settings, "precision", "float32")
 
 
-def min_side(settings: StyleSettings) -> int:
-    """The shortest side the chosen layers accept (VGG19 halves it before blocks 2..5)."""
-    layers = (*settings.content_layers, *settings.style_layers)
-    return 2 ** (max(int(name[5]) for name in layers) - 1)
-
-
-def _plan(
-    height: int, width: int, settings: StyleSettings, budget: Budget | None | str
-) -> SizePlan:
+def _plan(size: Size, settings: StyleSettings, budget: Budget | None | str) -> SizePlan:
     extra = {} if budget == DETECT else {"budget": budget}
-    return plan_size(height, width, precision_of(settings), min_side=min_side(settings), **extra)
+    layers = (*settings.content_layers, *settings.style_layers)
+    return plan_size(size, precision_of(settings), min_side=min_side(layers), **extra)
 
 
 def plan_video_size(
@@ -47,24 +41,21 @@ def plan_video_size(
 ) -> SizePlan:
     """The processing size of a video's frames: read_frames' size for settings.size, or the
     largest that fits, with read_frames' own rounding (so frames decode at exactly it)."""
-    width, height = scaled_size(info.width, info.height, settings.size)
-    plan = _plan(height, width, settings, budget)
+    plan = _plan(info.size.fit(settings.size), settings, budget)
     if not plan.reduced:
         return plan
-    w, h = scaled_size(info.width, info.height, max(plan.processing))
-    return dataclasses.replace(plan, processing=(h, w))
+    return dataclasses.replace(plan, processing=info.size.fit(plan.processing.longest))
 
 
 def plan_image_size(
-    height: int, width: int, settings: StyleSettings, budget: Budget | None | str = DETECT
+    size: Size, settings: StyleSettings, budget: Budget | None | str = DETECT
 ) -> SizePlan:
-    """The output size of stylize_image for an image of (height, width), or the largest
-    that fits, with stylize_image's own rounding."""
-    requested = fit_size(height, width, settings.size)
-    plan = _plan(*requested, settings, budget)
+    """The output size of stylize_image for an image of `size`, or the largest that fits,
+    with stylize_image's own rounding."""
+    plan = _plan(size.scale_to(settings.size), settings, budget)
     if not plan.reduced:
         return plan
-    return dataclasses.replace(plan, processing=fit_size(height, width, max(plan.processing)))
+    return dataclasses.replace(plan, processing=size.scale_to(plan.processing.longest))
 
 
 def warn_if_reduced(plan: SizePlan, name: str, log: logging.Logger | None = None) -> None:
@@ -77,7 +68,7 @@ def reduced_settings(settings: StyleSettings, plan: SizePlan) -> StyleSettings:
     """`settings` with size set to the plan's processing size (same settings class)."""
     if not plan.reduced:
         return settings
-    values = {**settings.model_dump(), "size": max(plan.processing)}
+    values = {**settings.model_dump(), "size": plan.processing.longest}
     return make_settings(type(settings), **values)
 
 
@@ -98,10 +89,10 @@ def stylize_image_within_memory(
     """
     from nst_core.stylize import stylize_image
 
-    plan = plan or plan_image_size(*content.shape[:2], settings)
+    plan = plan or plan_image_size(Size.of(content), settings)
     if warn:
         warn_if_reduced(plan, name)
     image, stats = stylize_image(content, styles, reduced_settings(settings, plan), **kwargs)
     if plan.reduced:
-        image = resize(image, *plan.requested)
+        image = resize(image, *plan.requested.hw)
     return image, stats, plan

@@ -7,11 +7,9 @@ once across all workers (one per GPU). Without that limit, nothing is capped.
 
 from __future__ import annotations
 
-from fractions import Fraction
-from pathlib import Path
-
 from prefect import task
 
+from tasks import assemble as assembly
 from tasks import memory_guard, stylize, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
@@ -26,27 +24,4 @@ stylize_chunk = task(
     tags=["gpu"],
     task_run_name="stylize {chunk.name} (frames {chunk.start}+{chunk.count})",
 )
-
-
-@task(name="assemble", **IO_RETRIES)
-def assemble(
-    segments: list[tuple[str, int]],
-    source: str,
-    out: str,
-    fps: Fraction,
-    audio_start: float,
-    crf: int = 18,
-) -> str:
-    """Join the chunk segments and put the source's audio back.
-
-    Segments are (path, warm-up frames). Without overlaps they are concatenated losslessly
-    (stream copy); with overlaps the frames are cross-faded and encoded once more.
-    """
-    joined = Path(out).with_name("joined" + Path(out).suffix)
-    if any(warmup for _, warmup in segments):
-        video.write_frames(stylize.crossfade_frames(segments), joined, fps, crf=crf)
-    else:
-        video.concat([path for path, _ in segments], joined)
-    video.mux_audio(joined, source, out, audio_start=audio_start)
-    joined.unlink()
-    return out
+assemble = task(assembly.assemble, name="assemble", **IO_RETRIES)

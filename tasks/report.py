@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from tasks.stylize import ChunkResult
-from tasks.video import probe, read_frames
+from tasks.video import VideoInfo, probe, read_frames
 
 
 def chunk_table(results: Sequence[ChunkResult]) -> str:
@@ -61,13 +61,26 @@ def summary_markdown(manifest: dict, results: Sequence[ChunkResult]) -> str:
     )
 
 
+def _frames_at(
+    path: str, picks: list[int], longest: int, info: VideoInfo | None = None
+) -> list[np.ndarray]:
+    """The frames at indices `picks` (ascending), from one decode of the file."""
+    frames = read_frames(path, count=picks[-1] + 1, size=longest, info=info)
+    kept = {i: frame for i, frame in enumerate(frames) if i in picks}
+    return [kept[i] for i in picks]
+
+
 def contact_sheet(source: str, stylized: str, out: str, columns: int = 4, height: int = 144) -> str:
-    """Input frames above their stylized counterparts, evenly spaced through the clip."""
-    count = probe(stylized).frame_count
+    """Input frames above their stylized counterparts, evenly spaced through the clip.
+
+    One probe (of the stylized clip, for its frame count) and one decode of each file.
+    """
+    info = probe(stylized)
+    count = info.frame_count
     picks = [round(i * (count - 1) / max(columns - 1, 1)) for i in range(columns)]
     rows = []
-    for path in (source, stylized):
-        frames = [next(read_frames(path, start=i, count=1, size=height * 4)) for i in picks]
+    for path, known in ((source, None), (stylized, info)):
+        frames = _frames_at(path, picks, height * 4, known)
         scaled = [
             Image.fromarray(f).resize((round(f.shape[1] * height / f.shape[0]), height))
             for f in frames

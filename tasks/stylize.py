@@ -21,17 +21,11 @@ import numpy as np
 
 from nst_core.images import load_image, resize, to_uint8
 from nst_core.settings import VideoSettings
+from nst_core.size import Size
 from nst_core.stylize import StyleTransfer
 from nst_core.temporal import FrameChain, FrameStats
 from tasks.plan import Chunk
-from tasks.video import (
-    VideoInfo,
-    detect_scene_cuts,
-    probe,
-    read_frames,
-    scaled_size,
-    write_frames,
-)
+from tasks.video import VideoInfo, detect_scene_cuts, probe, read_frames, write_frames
 
 
 def scene_cuts_in_range(source: Path, start: int, count: int, settings: VideoSettings) -> list[int]:
@@ -57,12 +51,12 @@ def stylize_frames(
     cuts: Sequence[int] = (),
     progress: Callable[[FrameStats], None] | None = None,
     size: int | None = None,
-    output_size: tuple[int, int] | None = None,
+    output_size: Size | None = None,
 ) -> Iterator[tuple[np.ndarray, FrameStats]]:
     """Yield (stylized uint8 frame, stats) for frames [start, start + count) of `source`.
 
     Frames are decoded with their longest side at `size` (default settings.size) and, when
-    `output_size` (width, height) differs, the stylized frames are resized to it (the
+    `output_size` differs, the stylized frames are resized to it (the
     memory guard's "reduce": stylize smaller, upscale back).
     """
     settings = transfer.settings
@@ -70,8 +64,8 @@ def stylize_frames(
     longest = size or settings.size
     frames = _as_float(read_frames(source, start, count, size=longest, info=info))
     for output, stats in chain.run(frames, cuts=cuts, start=start, progress=progress):
-        if output_size and output.shape[:2] != (output_size[1], output_size[0]):
-            output = resize(output, output_size[1], output_size[0])
+        if output_size and Size.of(output) != output_size:
+            output = resize(output, *output_size.hw)
         yield to_uint8(output), stats
 
 
@@ -159,8 +153,8 @@ def stylize_chunk(
     info: VideoInfo | None = None,
     cuts: Sequence[int] = (),
     crf: int = 18,
-    processing: tuple[int, int] | None = None,
-    output_size: tuple[int, int] | None = None,
+    processing: Size | None = None,
+    output_size: Size | None = None,
     batch: int = 1,
 ) -> ChunkResult:
     """Stylize one chunk into a silent video segment, or return it if already done.
@@ -168,7 +162,7 @@ def stylize_chunk(
     The segment holds the warm-up frames too (they overlap the previous chunk's last frames
     and are cross-faded with them by `crossfade_frames`). It is written atomically and then
     a marker JSON beside it: the marker means the chunk is complete, so a rerun skips it.
-    `processing` (width, height; the memory guard's choice, default settings.size) is the
+    `processing` (the memory guard's choice, default settings.size) is the
     size the frames are stylized at and `output_size` the size they are encoded at. A
     marker records the processing size; one made at another size is not resumed. `batch`
     > 1 lets this chunk's frames share batched steps with chunks in other threads.
@@ -177,7 +171,7 @@ def stylize_chunk(
     marker = segment.with_suffix(".json")
     if marker.is_file() and segment.is_file():
         done = json.loads(marker.read_text())
-        if processing is None or done.get("processing") == list(processing):
+        if processing is None or done.get("processing") == processing.as_list():
             return ChunkResult(**{**done, "resumed": True})
     started = time.perf_counter()
     info = info or probe(source)
@@ -191,7 +185,7 @@ def stylize_chunk(
         info=info,
         cuts=[c for c in cuts if chunk.first_decoded < c < end],
         progress=_notify_stylized,
-        size=max(processing) if processing else None,
+        size=processing.longest if processing else None,
         output_size=output_size,
     )
     every: list[FrameStats] = []
@@ -215,7 +209,7 @@ def stylize_chunk(
         content_loss=_mean([s.content_loss for s in kept]),
         style_loss=_mean([s.style_loss for s in kept]),
         segment=str(segment),
-        processing=list(processing or scaled_size(info.width, info.height, settings.size)),
+        processing=(processing or info.size.fit(settings.size)).as_list(),
     )
     _write_json_atomic(marker, asdict(result))
     return result

@@ -30,10 +30,11 @@ def vgg_weights():
 
 
 def _small(path: Path, longest: int) -> np.ndarray:
-    from nst_core.images import fit_size, load_image, resize
+    from nst_core.images import load_image, resize
+    from nst_core.size import Size
 
     image = load_image(path)
-    return resize(image, *fit_size(*image.shape[:2], longest))
+    return resize(image, *Size.of(image).scale_to(longest).hw)
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,13 @@ from PIL import Image
 
 from nst_cli.main import main
 from nst_core.memory import ENV_LIMIT, estimate_bytes
+from nst_core.size import Size
 
 
 def test_image_over_budget_is_reduced_with_a_warning(assets, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.png"
     # bottles.jpg at --size 64 is 64x36; the budget holds a 32x18 step only.
-    monkeypatch.setenv(ENV_LIMIT, f"{(estimate_bytes(18, 32) + 1000) / 1e9:.9f}")
+    monkeypatch.setenv(ENV_LIMIT, f"{(estimate_bytes(Size(32, 18)) + 1000) / 1e9:.9f}")
     args = [
         "image",
         str(assets / "content" / "bottles.jpg"),

@@ -12,6 +12,7 @@ import pytest
 from flows.stylize_video import stylize_video
 from nst_core.memory import ENV_LIMIT, estimate_bytes
 from nst_core.settings import make_video_settings
+from nst_core.size import Size
 from tasks import video
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
@@ -26,7 +27,7 @@ def test_frames_too_big_for_the_budget_are_reduced_then_upscaled(
     prefect_api_url, basic, style, tmp_path, monkeypatch, caplog
 ):
     # A budget that holds a 32x24 step but not the requested 48x36 one (basic is 64x48).
-    monkeypatch.setenv(ENV_LIMIT, f"{(estimate_bytes(24, 32) + 1000) / 1e9:.9f}")
+    monkeypatch.setenv(ENV_LIMIT, f"{(estimate_bytes(Size(32, 24)) + 1000) / 1e9:.9f}")
     out = tmp_path / "styled.mp4"
     with caplog.at_level(logging.WARNING):
         manifest = stylize_video(

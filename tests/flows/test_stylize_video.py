@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,13 @@ def _run(source, style, out: Path, tmp_path: Path, **params) -> dict:
     )
 
 
+def _x264_crf(path: Path) -> str:
+    """The CRF libx264 wrote into its settings SEI (first frame, in the first kilobytes)."""
+    match = re.search(rb"crf=(\d+\.\d+)", path.read_bytes()[:65536])
+    assert match, f"{path}: no x264 settings SEI"
+    return match.group(1).decode()
+
+
 def test_chunked_run_keeps_frames_fps_and_audio(prefect_api_url, with_long_audio, style, tmp_path):
     out = tmp_path / "out" / "styled.mp4"
     out.parent.mkdir()
@@ -41,6 +49,7 @@ def test_chunked_run_keeps_frames_fps_and_audio(prefect_api_url, with_long_audio
     assert styled.has_audio and (styled.width, styled.height) == (48, 36)
     assert [c["start"] for c in manifest["chunks"]] == [0, 4, 8]
     assert [c["warmup"] for c in manifest["chunks"]] == [0, 2, 2]
+    assert _x264_crf(out) == "18.0"  # cross-faded and encoded once more at the default CRF
     assert manifest["totals"]["frames"] == 12 and manifest["totals"]["resumed_chunks"] == 0
     on_disk = json.loads(Path(str(out) + ".json").read_text())
     assert on_disk["job_id"] == manifest["job_id"]
@@ -58,6 +67,13 @@ def test_audio_is_bit_exact_and_rerun_does_nothing(
     again = _run(with_short_audio, style, out, tmp_path, chunk_frames=5)
     assert again["skipped"] and again["job_id"] == first["job_id"]
     assert out.stat().st_mtime_ns == before
+
+
+def test_a_one_chunk_clip_is_encoded_at_the_requested_crf(prefect_api_url, basic, style, tmp_path):
+    out = tmp_path / "styled.mp4"
+    manifest = _run(basic, style, out, tmp_path, crf=23)  # 12 frames, overlap 8: one chunk
+    assert [(c["start"], c["warmup"]) for c in manifest["chunks"]] == [(0, 0)]
+    assert _x264_crf(out) == "23.0"
 
 
 def test_run_shows_progress_table_and_link_in_the_ui(prefect_api_url, basic, style, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from nst_core.errors import InvalidInputError
-from nst_core.images import fit_size, load_image, resize, save_image
+from nst_core.images import load_image, resize, save_image
 
 
 def test_grayscale_png_becomes_rgb(tmp_path):
@@ -79,8 +79,6 @@ def test_save_refuses_missing_folder_and_unknown_extension(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fit_size_and_resize_keep_aspect():
-    assert fit_size(360, 640, 64) == (36, 64)
-    assert fit_size(640, 360, 64) == (64, 36)
+def test_resize_gives_the_asked_size():
     out = resize(np.ones((10, 20, 3), "float32"), 5, 10)
     assert out.shape == (5, 10, 3) and np.allclose(out, 1.0)

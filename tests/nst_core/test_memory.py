@@ -10,52 +10,56 @@ from nst_core.memory import (
     InsufficientMemoryError,
     available_memory,
     estimate_bytes,
+    fit_budget,
     fit_pixels,
-    fit_size,
     plan_size,
 )
+from nst_core.size import Size
 
-SIZES = [(16, 16), (36, 48), (240, 320), (720, 1280), (1080, 1920), (2160, 3840)]
+UHD = Size(3840, 2160)
+SIZES = [Size(16, 16), Size(48, 36), Size(320, 240), Size(1280, 720), Size(1920, 1080), UHD]
 
 
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_estimate_grows_with_pixels_and_bf16_never_needs_more(device):
     for precision in ("float32", "bfloat16"):
-        values = [estimate_bytes(h, w, precision, device) for h, w in SIZES]
+        values = [estimate_bytes(size, precision, device) for size in SIZES]
         assert values == sorted(values) and len(set(values)) == len(values)
-    for h, w in SIZES:
-        assert estimate_bytes(h, w, "bfloat16", device) <= estimate_bytes(h, w, "float32", device)
+    for size in SIZES:
+        assert estimate_bytes(size, "bfloat16", device) <= estimate_bytes(size, "float32", device)
     # 4K float32 needs well over a few GiB on either device: the guard has work to do.
-    assert estimate_bytes(2160, 3840, "float32", device) > 8 * memory.GIB
+    assert estimate_bytes(UHD, "float32", device) > 8 * memory.GIB
 
 
 @pytest.mark.parametrize(("height", "width"), [(2160, 3840), (1080, 1920), (480, 640), (37, 61)])
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_fit_size_keeps_the_aspect_ratio_with_even_sides_and_is_the_largest(
+def test_fit_budget_keeps_the_aspect_ratio_with_even_sides_and_is_the_largest(
     height, width, precision
 ):
+    size = Size(width, height)
     base = memory.STEP_BASE_BYTES["cpu"]
-    budget = base + (estimate_bytes(height, width, precision) - base) // 5
-    h, w = fit_size(height, width, budget, precision)
+    budget = base + (estimate_bytes(size, precision) - base) // 5
+    fitted = fit_budget(size, budget, precision)
+    h, w = fitted.height, fitted.width
     assert h % 2 == 0 and w % 2 == 0
     ratio = width / height  # kept within rounding each side to even (at most 1 px each)
     assert abs(w / h - ratio) <= ratio * (1.01 / h + 1.01 / w)
-    assert estimate_bytes(h, w, precision) <= budget
+    assert estimate_bytes(fitted, precision) <= budget
     # The next even size up (longest side + 2) no longer fits.
-    bigger = memory.scaled(height, width, max(h, w) + 2)
-    assert estimate_bytes(*bigger, precision) > budget
+    bigger = size.fit(max(h, w) + 2)
+    assert estimate_bytes(bigger, precision) > budget
 
 
-def test_fit_size_keeps_a_request_that_fits_and_gives_up_below_the_base():
-    assert fit_size(2160, 3840, estimate_bytes(2160, 3840)) == (2160, 3840)
-    assert fit_size(2160, 3840, memory.STEP_BASE_BYTES["cpu"] // 2) is None
-    assert fit_pixels(9, 16, 3) is None
+def test_fit_budget_keeps_a_request_that_fits_and_gives_up_below_the_base():
+    assert fit_budget(UHD, estimate_bytes(UHD)) == UHD
+    assert fit_budget(UHD, memory.STEP_BASE_BYTES["cpu"] // 2) is None
+    assert fit_pixels(Size(16, 9), 3) is None
 
 
 def test_fit_pixels_rounds_like_the_video_decoder():
-    # tasks.video.scaled_size(3840, 2160, 2000) is (2000, 1124): same rounding here.
-    assert memory.scaled(2160, 3840, 2000) == (1124, 2000)
-    assert fit_pixels(2160, 3840, 2000 * 1124) == (1124, 2000)
+    # The decoder's size for 3840x2160 at 2000 px is 2000x1124: the same rounding here.
+    assert UHD.fit(2000) == Size(2000, 1124)
+    assert fit_pixels(UHD, 2000 * 1124) == Size(2000, 1124)
 
 
 def test_override_sets_the_budget(monkeypatch):
@@ -76,7 +80,8 @@ def test_cpu_budget_is_a_share_of_available_ram(monkeypatch):
     budget = available_memory("cpu")
     free = memory._meminfo_bytes("MemAvailable")
     assert budget is not None and free is not None
-    assert 0 <= budget.bytes < free and "MemAvailable" in budget.source or "cgroup" in budget.source
+    assert 0 <= budget.bytes < free
+    assert "MemAvailable" in budget.source or "cgroup" in budget.source
 
 
 def test_meminfo_and_cgroup_files_are_read(tmp_path):
@@ -93,18 +98,18 @@ def test_meminfo_and_cgroup_files_are_read(tmp_path):
 
 def test_plan_keeps_a_size_that_fits_and_skips_without_a_budget():
     plenty = Budget(10**12, "test", "cpu")
-    plan = plan_size(2160, 3840, budget=plenty)
+    plan = plan_size(UHD, budget=plenty)
     assert not plan.reduced and plan.as_dict()["strategy"] == "none"
-    unknown = plan_size(2160, 3840, budget=None)
+    unknown = plan_size(UHD, budget=None)
     assert not unknown.reduced and "skipped" in unknown.reason
 
 
 def test_plan_reduces_4k_and_says_why():
     budget = Budget(4 * 10**9, "NST_MEMORY_LIMIT_GB=4", "cpu")
-    plan = plan_size(2160, 3840, "float32", budget=budget)
-    assert plan.reduced and plan.requested == (2160, 3840)
-    h, w = plan.processing
-    assert estimate_bytes(h, w) <= budget.bytes and w > 1000
+    plan = plan_size(UHD, "float32", budget=budget)
+    assert plan.reduced and plan.requested == UHD
+    w, h = plan.processing.width, plan.processing.height
+    assert estimate_bytes(plan.processing) <= budget.bytes and w > 1000
     record = plan.as_dict()
     assert record["strategy"] == "reduce"
     assert record["requested"] == [3840, 2160] and record["processing"] == [w, h]
@@ -113,6 +118,6 @@ def test_plan_reduces_4k_and_says_why():
 
 
 def test_plan_refuses_when_even_the_smallest_size_does_not_fit():
-    budget = Budget(estimate_bytes(8, 8), "tiny", "cpu")
+    budget = Budget(estimate_bytes(Size(8, 8)), "tiny", "cpu")
     with pytest.raises(InsufficientMemoryError, match="not enough memory for 3840x2160"):
-        plan_size(2160, 3840, budget=budget, min_side=16)
+        plan_size(UHD, budget=budget, min_side=16)

@@ -15,7 +15,8 @@ import pytest
 
 from nst_core.errors import InvalidInputError
 from tasks import video
-from tasks.video import FFmpegError
+from tasks.video import FFmpegError, probing, process
+from tasks.video import header as headers
 from tests.media import FPS, SOLID_RGB, md5, rotated_clip
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "videos"
@@ -24,7 +25,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets" / "videos"
 @pytest.fixture(autouse=True)
 def ffmpeg_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Always exercise the path used where only an ffmpeg binary exists."""
-    monkeypatch.setattr(video, "ffprobe_exe", lambda: None)
+    monkeypatch.setattr(headers, "ffprobe_exe", lambda: None)
 
 
 def _children() -> list[int]:
@@ -194,7 +195,7 @@ At least one output file must be specified
 
 
 def test_parse_ffmpeg6_header_text() -> None:
-    header = video._header_from_ffmpeg_text(FFMPEG6_TEXT)
+    header = headers.header_from_ffmpeg_text(FFMPEG6_TEXT)
     assert header.video_codec == "hevc"
     assert (header.coded_width, header.coded_height, header.rotation) == (3840, 2160, 90)
     assert (header.pix_fmt, header.bit_depth, header.color_range) == ("yuv420p10le", 10, "tv")
@@ -207,7 +208,7 @@ def test_parse_legacy_rotate_tag() -> None:
     text = FFMPEG6_TEXT.replace("Side data:", "rotate          : 270").replace(
         "      displaymatrix: rotation of -90.00 degrees\n", ""
     )
-    assert video._header_from_ffmpeg_text(text).rotation == 270
+    assert headers.header_from_ffmpeg_text(text).rotation == 270
 
 
 FFPROBE_JSON = {
@@ -236,14 +237,14 @@ FFPROBE_JSON = {
 
 
 def test_parse_ffprobe_json() -> None:
-    header = video._header_from_ffprobe_json(FFPROBE_JSON)
+    header = headers.header_from_ffprobe_json(FFPROBE_JSON)
     assert (header.video_codec, header.coded_width, header.coded_height) == ("h264", 1920, 1080)
     assert header.rotation == 270  # display matrix +90 is counter-clockwise
     assert (header.color_range, header.bit_depth, header.pix_fmt) == ("pc", 8, "yuvj420p")
     assert header.audio_codecs == ("opus",)
 
 
-@pytest.mark.skipif(video.ffprobe_exe() is None, reason="no ffprobe binary on PATH")
+@pytest.mark.skipif(process.ffprobe_exe() is None, reason="no ffprobe binary on PATH")
 @pytest.mark.parametrize(
     "name", ["basic", "ten_bit", "full_range", "vfr", "with_short_audio", "rot90", "odd"]
 )
@@ -252,8 +253,8 @@ def test_ffprobe_path_agrees_with_ffmpeg_path(
 ) -> None:
     path = request.getfixturevalue(name)
     via_ffmpeg = video.probe(path)
-    exe = video.shutil.which("ffprobe")
-    monkeypatch.setattr(video, "ffprobe_exe", lambda: exe)
+    exe = process.ffprobe_exe()
+    monkeypatch.setattr(headers, "ffprobe_exe", lambda: exe)
     via_ffprobe = video.probe(path)
     assert via_ffprobe == via_ffmpeg
 
@@ -279,6 +280,14 @@ def test_read_range_is_bit_exact(
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("clip", ["basic", "vfr", "odd", "rot90", "one_frame", "ten_bit"])
+def test_demux_count_without_decoding_matches_the_probe(
+    request: pytest.FixtureRequest, clip: str
+) -> None:
+    path = request.getfixturevalue(clip)
+    assert probing.count_packets(path) == video.probe(path).frame_count
+
+
 def test_read_range_at_end_is_empty(basic: Path) -> None:
     assert list(video.read_frames(basic, start=12)) == []
 
@@ -292,22 +301,6 @@ def test_read_range_outside_video_is_refused(basic: Path, start: int, count: int
 def test_read_frames_size_caps_longer_side(basic: Path) -> None:
     frames = list(video.read_frames(basic, count=2, size=32))
     assert frames[0].shape == (24, 32, 3)
-
-
-@pytest.mark.parametrize(
-    ("w", "h", "size", "expected"),
-    [
-        (64, 48, None, (64, 48)),
-        (64, 48, 32, (32, 24)),
-        (1920, 1080, 256, (256, 144)),
-        (48, 64, 100, (48, 64)),
-        (33, 25, None, (33, 25)),
-        (1000, 10, 100, (100, 2)),
-        (640, 360, 101, (100, 56)),
-    ],
-)
-def test_scaled_size(w: int, h: int, size: int | None, expected: tuple[int, int]) -> None:
-    assert video.scaled_size(w, h, size) == expected
 
 
 def _mean_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -510,8 +503,8 @@ def test_mux_audio_cuts_longer_audio_at_video_end(
     stylized = tmp_path / "stylized.mp4"
     video.write_frames(basic_frames, stylized, Fraction(FPS))
     out = video.mux_audio(stylized, with_long_audio, tmp_path / "final.mp4")
-    header = video._header_with_ffmpeg(out)
-    assert header.duration == pytest.approx(0.4, abs=0.05)  # not the audio's 2 s
+    duration = headers.header_with_ffmpeg(out).duration
+    assert duration == pytest.approx(0.4, abs=0.05)  # not the audio's 2 s
     assert video.probe(out).frame_count == 12
 
 

@@ -1,0 +1,49 @@
+"""Assemble a stylized video from its chunk segments: the one place that decides how the
+output is encoded.
+
+Segments are (path, warm-up frames). Without warm-ups they are concatenated losslessly
+(stream copy), so the segments themselves must be encoded at the requested CRF. With warm-ups
+the overlaps are cross-faded and every frame is encoded once more at the requested CRF; the
+segments are then an intermediate generation, kept finer (SEGMENT_CRF) so that the second
+encode loses little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+from tasks.stylize import crossfade_frames
+from tasks.video import concat, mux_audio, write_frames
+
+SEGMENT_CRF = 12
+
+
+def reencodes(warmups: Iterable[int]) -> bool:
+    """Whether assembly encodes the frames again (some chunk has warm-up frames to fade)."""
+    return any(warmups)
+
+
+def segment_crf(warmups: Iterable[int], crf: int) -> int:
+    """The CRF to encode chunk segments at, for chunks with these warm-ups and output `crf`."""
+    return min(crf, SEGMENT_CRF) if reencodes(warmups) else crf
+
+
+def assemble(
+    segments: list[tuple[str, int]],
+    source: str,
+    out: str,
+    fps: Fraction,
+    audio_start: float,
+    crf: int = 18,
+) -> str:
+    """Join the chunk segments at `crf` and put the source's audio back; returns `out`."""
+    joined = Path(out).with_name("joined" + Path(out).suffix)
+    if reencodes(warmup for _, warmup in segments):
+        write_frames(crossfade_frames(segments), joined, fps, crf=crf)
+    else:
+        concat([path for path, _ in segments], joined)
+    mux_audio(joined, source, out, audio_start=audio_start)
+    joined.unlink()
+    return out
