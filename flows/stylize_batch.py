@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from typing import Annotated
@@ -34,6 +33,7 @@ from pydantic import Field
 
 from flows.stylize_video import stylize_video
 from nst_core.errors import InvalidInputError, NSTError, one_line
+from nst_core.files import check_writable
 from nst_core.settings import VideoSettings
 from tasks import storage
 
@@ -101,8 +101,8 @@ def plan_batch(source: str, destination: str, glob: str | None = None) -> tuple[
     return jobs, ignored
 
 
-def check_writable(destination: str) -> None:
-    """Local destinations: create the folder and write a probe file, before any work.
+def check_destination(destination: str) -> None:
+    """Local destinations: create the folder and check it takes files, before any work.
 
     S3 has no cheap equivalent without writing an object; a refused write there fails each
     video's own entry instead.
@@ -112,12 +112,11 @@ def check_writable(destination: str) -> None:
     folder = Path(destination)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".nst-probe-"):
-            pass
     except OSError as exc:
         raise InvalidInputError(
             f"destination {destination} is not writable: {exc.strerror or exc}"
         ) from None
+    check_writable(folder / "video.mp4")
 
 
 @task(name="stylize-one", task_run_name="video {source}")
@@ -167,7 +166,7 @@ def stylize_batch(
     if not jobs:
         logger.info("nothing to do: no videos under %s", source)
     else:
-        check_writable(destination)
+        check_destination(destination)
     params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
     rows = _run_all(jobs, styles, settings, concurrency, crf=crf, work_dir=work_dir, **params)
     summary = _summary(source, destination, rows, ignored, time.perf_counter() - started)

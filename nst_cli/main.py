@@ -100,7 +100,7 @@ def image(
     from nst_core.weights import resolve_weights
     from tasks.memory_guard import plan_image_size, stylize_image_within_memory
 
-    options.check_output(output)
+    options.check_destination(str(output))
     content_pixels = load_image(content)
     style_pixels = [load_image(path) for path in styles]
     init_pixels = load_image(init_image) if init_image else None

@@ -14,7 +14,8 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from nst_core.errors import InvalidInputError, InvalidSettingsError
+from nst_core.errors import InvalidSettingsError
+from nst_core.files import check_writable
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output file.")]
 VggWeights = Annotated[
@@ -192,15 +193,6 @@ def _with_parameters(
     return run
 
 
-def check_output(path: Path) -> None:
-    """Fail before any work when the output's folder does not exist."""
-    folder = path.parent
-    if not folder.exists():
-        raise InvalidInputError(f"{path}: output folder {folder} does not exist")
-    if not folder.is_dir():
-        raise InvalidInputError(f"{path}: output folder {folder} is not a folder")
-
-
 def check_batching(batch_chunks: bool, workers: int, backend: str) -> None:
     if not batch_chunks:
         return
@@ -214,9 +206,9 @@ def check_batching(batch_chunks: bool, workers: int, backend: str) -> None:
 
 
 def check_destination(uri: str) -> None:
-    """Local destinations: fail before any work when the folder is missing."""
+    """Local destinations: fail before any work when the file cannot be written there."""
     if not uri.startswith("s3://"):
-        check_output(Path(uri))
+        check_writable(Path(uri))
 
 
 def check_local_inputs(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_core.errors import InvalidInputError
+from nst_core.files import atomic_path, check_writable
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~14k x 14k
 
@@ -53,27 +53,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike, quality: int = 92) -> Path:
-    """Write an RGB image atomically: a temporary file in the same folder, then a rename."""
+    """Write an RGB image atomically (nst_core.files): a complete file or nothing."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InvalidInputError(f"{path}: output folder {folder} does not exist")
+    check_writable(path)
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise InvalidInputError(f"{path}: unknown image extension (use .png or .jpg)")
     pixels = image if image.dtype == np.uint8 else to_uint8(image)
-    # A fresh name opened with "xb" (not mkstemp): the file gets the usual umask permissions.
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        with open(tmp, "xb") as handle:
+        with atomic_path(path) as tmp, open(tmp, "xb") as handle:
             Image.fromarray(pixels).save(handle, format=image_format, quality=quality)
-        os.replace(tmp, path)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise InvalidInputError(f"{path}: cannot write to {folder} ({error.strerror})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        raise InvalidInputError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 

@@ -40,7 +40,6 @@ import mimetypes
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +57,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 
 from nst_core.errors import InvalidInputError, InvalidSettingsError, NSTError, one_line
+from nst_core.files import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -604,12 +604,11 @@ def fetch(
     config = transfer_config or TRANSFER_CONFIG
 
     def download() -> Path:
-        with _temp_path(staging, target.name) as tmp:
+        with atomic_path(target) as tmp:
             try:
                 s3.download_file(loc.bucket, loc.key, str(tmp), Config=config)
             except bexc.ClientError as exc:
                 raise _explain_head_error(s3, loc, exc) from None
-            os.replace(tmp, target)
         return target
 
     return _call(s3, loc.uri, "fetch", download)
@@ -739,72 +738,17 @@ def _existing_file(loc: Location, action: str) -> Path:
 
 
 @contextmanager
-def _temp_path(folder: Path, name: str) -> Iterator[Path]:
-    """A hidden temp file name in ``folder``, removed on exit unless it was renamed away."""
-    fd, path = tempfile.mkstemp(prefix=f".{name[:80]}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        yield Path(path)
-    finally:
-        Path(path).unlink(missing_ok=True)
-
-
-@contextmanager
 def _atomic_local(loc: Location) -> Iterator[BinaryIO]:
-    """Write ``loc``'s file through a temp file in its folder, fsync, then os.replace.
+    """Write ``loc``'s file atomically (nst_core.files): a complete file or nothing.
 
-    The folder must exist and be writable (InvalidInputError naming it otherwise). On any
-    failure the temp file is removed and an existing destination is left untouched.
+    The destination must be writable (InvalidInputError naming it otherwise); a failure
+    while writing is a StorageError, and an existing destination is left untouched.
     """
     dest = loc.path
     assert dest is not None
-    folder = dest.parent
-    if dest.is_dir():
-        raise InvalidInputError(f"cannot write {dest}: it is a folder; name the file")
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise InvalidInputError(f"cannot write {dest}: destination folder {folder} {what}")
+    check_writable(dest)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:80]}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise InvalidInputError(
-            f"cannot write {dest}: destination folder {folder} is not "
-            f"writable ({exc.strerror or exc})"
-        ) from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_path(dest) as tmp, open(tmp, "xb") as out:
             yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would surprise readers
-        os.replace(tmp, dest)
     except OSError as exc:
         raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(folder)
-
-
-def _read_umask() -> int:
-    """The process umask (read once, at import: os.umask is not thread-safe to probe)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (best effort: some filesystems refuse to fsync a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from nst_core.files import atomic_path
 from nst_core.images import load_image, resize, to_uint8
 from nst_core.settings import VideoSettings
 from nst_core.size import Size
@@ -133,10 +133,8 @@ def _build_transfer(
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data))
 
 
 def _mean(values: list[float]) -> float:

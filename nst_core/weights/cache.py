@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nst_core.errors import WeightsError
+from nst_core.files import atomic_path
 from nst_core.weights.common import Unavailable, WeightsInfo, sha256_bytes, sha256_file
 from nst_core.weights.formats import Weights, decode_weights
 
@@ -47,19 +47,10 @@ def clear_cache() -> list[Path]:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write via a temporary file in the same directory, fsync, then os.replace."""
+    """Write `path` atomically (nst_core.files), creating the cache folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is fine to share read-only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as handle:
+        write(handle)
 
 
 def _write_npz(fh: Any, weights: Weights) -> None:

@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import IO
 import numpy as np
 
 from nst_core.errors import InvalidInputError
+from nst_core.files import atomic_path, check_writable
 from nst_core.size import Size
 from tasks.video.header import video_header
 from tasks.video.probing import VideoInfo, count_packets
@@ -156,34 +155,10 @@ def _frame_stream(args: list[str], path: Path, size: Size, expected: int) -> Ite
 
 
 def check_output_path(out: Path) -> None:
-    """Fail before any work when the destination cannot be written."""
-    folder = out.parent
-    if not folder.exists():
-        raise InvalidInputError(f"{folder}: output folder does not exist")
-    if not folder.is_dir():
-        raise InvalidInputError(f"{folder}: output folder is not writable (not a folder)")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"{folder}: output folder is not writable")
-    if out.is_dir():
-        raise InvalidInputError(f"{out}: is a folder, cannot write a video there")
+    """Fail before any work when a video cannot be written at `out`."""
+    check_writable(out)
     if not out.suffix:
         raise InvalidInputError(f"{out}: needs an extension (.mp4, .mkv, .mov) to pick a format")
-
-
-@contextmanager
-def atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a temporary name beside ``out``; rename it to ``out`` only on success.
-
-    The temporary name keeps the extension (ffmpeg picks the muxer from it) and is hidden.
-    On any failure it is removed, so the destination holds a complete file or nothing.
-    """
-    tmp = out.with_name(f".{out.stem}.{secrets.token_hex(4)}.part{out.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def faststart(out: Path) -> dict[str, str]:
@@ -217,7 +192,7 @@ def write_frames(
         raise InvalidInputError(f"{out}: no frames to write")
     shape = np.asarray(first).shape[:2]
     padded = _as_frame(first, None, 0, out)
-    with atomic_output(out) as tmp:
+    with atomic_path(out) as tmp:
         args = _encode_args(Size.of(padded), rate, crf, preset, tmp)
         return _encode(padded, shape, it, out, args)
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nst_core.errors import InvalidInputError
-from tasks.video.frames import atomic_output, check_output_path, faststart
+from nst_core.files import atomic_path
+from tasks.video.frames import check_output_path, faststart
 from tasks.video.header import read_header, video_header
 from tasks.video.process import QUIET, check_input_file, command, ffinput, run_checked
 
@@ -49,7 +50,7 @@ def concat(segments: Sequence[str | os.PathLike[str]], out: str | os.PathLike[st
         listing = Path(folder) / "segments.txt"
         listing.write_text(_concat_list(paths), encoding="utf-8")
         joined = ffinput(listing, f="concat", safe=0)
-        with atomic_output(dest) as tmp:
+        with atomic_path(dest) as tmp:
             args = command(
                 joined, out=tmp, global_args=_OVERWRITE, map="0", c="copy", **faststart(dest)
             )
@@ -86,7 +87,7 @@ def mux_audio(
         streams.append(ffinput(src, **seek)["a"])
         if duration:  # header durations are rounded to 10 ms: add 10 ms, never cut video
             limit = {"t": f"{duration + 0.01:.3f}"}
-    with atomic_output(dest) as tmp:
+    with atomic_path(dest) as tmp:
         args = command(
             *streams, out=tmp, global_args=_OVERWRITE, c="copy", **limit, **faststart(tmp)
         )

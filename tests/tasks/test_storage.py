@@ -157,7 +157,9 @@ def test_local_publish_copies_atomically(video: Path, tmp_path: Path) -> None:
     assert publish(video, str(out / "result.mp4")) == str(out / "result.mp4")
     assert (out / "result.mp4").read_bytes() == video.read_bytes()
     assert files_in(out) == ["result.mp4"]
-    assert (out / "result.mp4").stat().st_mode & 0o777 == 0o666 & ~storage._UMASK
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "result.mp4").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_local_publish_failure_leaves_old_file_and_no_temp(
