@@ -27,6 +27,7 @@ TensorFlow and JAX. Custom layers are registered under the package "nst_video" s
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import keras
@@ -192,3 +193,12 @@ def config_of(model: keras.Model) -> FastNetConfig:
     """The FastNetConfig a model (built or loaded) was built with, read from its layers."""
     blocks = sum(1 for layer in model.layers if layer.name.endswith("_add"))
     return FastNetConfig(width=model.get_layer("conv_in").filters, residual_blocks=blocks)
+
+
+def load_fastnet(path: str | os.PathLike[str]) -> keras.Model:
+    """Load a network saved with ``model.save("....keras")``, in safe mode (no lambdas).
+
+    Plain ``keras.saving.load_model`` works too once this module is imported: importing it
+    registers the custom layers.
+    """
+    return keras.saving.load_model(path, safe_mode=True)
