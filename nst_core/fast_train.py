@@ -132,16 +132,23 @@ def objective_terms(
     vgg = [ops.cast(f, "float32") for f in vgg]  # bf16 features: losses in float32
     content, style = _style_and_content(vgg, n_content, grams, objective)
     tv = total_variation(out)
-    noise_term = ops.mean(ops.square(out - outputs[b : 2 * b]))
-    frame = ops.zeros(())
-    if previous is not None:
-        mask = still_mask(batch, previous, objective.motion_sigma)
-        frame = ops.mean(mask * ops.square(out - outputs[2 * b :]))
+    noise_term, frame = _stability(outputs, batch, previous, objective)
     o = objective
     total = o.content * content + o.style * style + o.tv * tv + o.noise * noise_term
     total = total + o.frame * frame
     terms = (total, content, style, tv, noise_term, frame)
     return ops.stack([ops.cast(t, "float32") for t in terms])
+
+
+def _stability(outputs, batch, previous, objective: Objective):
+    """(noise, frame) terms from the network's outputs on [batch, batch + noise, previous]."""
+    b = batch.shape[0]
+    out = outputs[:b]
+    noise_term = ops.mean(ops.square(out - outputs[b : 2 * b]))
+    if previous is None:
+        return noise_term, ops.zeros(())
+    mask = still_mask(batch, previous, objective.motion_sigma)
+    return noise_term, ops.mean(mask * ops.square(out - outputs[2 * b :]))
 
 
 class Trainer:
