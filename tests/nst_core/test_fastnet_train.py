@@ -149,13 +149,14 @@ JAX_STEPS = textwrap.dedent(
     grams = style_grams(vgg, 1, data["style"])
     trainer = Trainer(net, vgg, 1, grams, Objective(frame=1.0), learning_rate=args["lr"])
     terms = [trainer.step(data["batch"], data["previous"]).as_array() for _ in range(2)]
-    np.savez(args["output"], output=output, terms=np.stack(terms))
+    trained = keras.ops.convert_to_numpy(trainer.sync()(data["batch"]))
+    np.savez(args["output"], output=output, terms=np.stack(terms), trained=trained)
     """
 )
 
 
 def _jax_steps(tmp_path: Path, net: keras.Model, data: dict, weights_path: Path) -> dict:
-    """Net output and the terms of 2 steps, from the JAX backend in a child process."""
+    """Net output, terms of 2 steps and the trained net's output, from JAX in a child."""
     model, inputs, output = tmp_path / "net.keras", tmp_path / "in.npz", tmp_path / "jax.npz"
     net.save(model)
     np.savez(inputs, **data)
@@ -191,6 +192,7 @@ def test_tensorflow_and_jax_steps_agree_from_the_same_weights(
     output = keras.ops.convert_to_numpy(net(batch))
     trainer = Trainer(net, vgg, 1, grams, Objective(frame=1.0), learning_rate=LEARNING_RATE)
     terms = np.stack([trainer.step(batch, previous).as_array() for _ in range(2)])
+    trained = keras.ops.convert_to_numpy(trainer.sync()(batch))
     print("step 0 rel", np.abs(jax_side["terms"][0] / terms[0] - 1))
     print("step 1 rel", np.abs(jax_side["terms"][1] / terms[1] - 1))
     # Measured: step 0 agrees to ~1e-7, step 1 (after one Adam update) to ~3e-5. Both
@@ -199,3 +201,11 @@ def test_tensorflow_and_jax_steps_agree_from_the_same_weights(
     np.testing.assert_allclose(jax_side["output"], output, atol=1e-5)
     np.testing.assert_allclose(jax_side["terms"][0], terms[0], rtol=1e-4)
     np.testing.assert_allclose(jax_side["terms"][1], terms[1], rtol=1e-3)
+    # sync() wrote JAX's trained weights back into the Keras model: the output moved, and by
+    # the same change on both backends (Adam's first steps are ~lr * sign(gradient), so
+    # weights with near-zero gradients may step apart: the change is compared, not pixels).
+    # Measured: apart / moved = 0.007.
+    moved = np.linalg.norm(trained - output)
+    apart = np.linalg.norm(jax_side["trained"] - trained)
+    print("moved", moved, "apart", apart)
+    assert moved > 1.0 and apart < 0.05 * moved
