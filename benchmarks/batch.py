@@ -25,7 +25,7 @@ PATTERNS = ("testsrc", "testsrc2", "smptebars", "rgbtestsrc", "smptehdbars")
 
 def make_clips(folder: Path, count: int) -> list[Path]:
     """`count` tiny H.264 clips of FRAMES frames, different patterns and hues."""
-    from tasks.video import ffmpeg_exe
+    from nst_video.tasks.video import ffmpeg_exe
 
     clips = []
     for i in range(count):
@@ -42,8 +42,8 @@ def make_clips(folder: Path, count: int) -> list[Path]:
 
 
 def timed_batch(source: Path, destination: Path, work: Path) -> tuple[dict, float]:
-    from flows.stylize_batch import run_stylize_batch
-    from nst_core.settings import make_video_settings
+    from nst_video.flows.stylize_batch import run_stylize_batch
+    from nst_video.nst_core.settings import make_video_settings
 
     settings = make_video_settings(size=48, first_iterations=20, iterations=5, tolerance=0.0)
     started = time.perf_counter()
@@ -56,7 +56,7 @@ def timed_batch(source: Path, destination: Path, work: Path) -> tuple[dict, floa
 
 def check_outputs(summary: dict) -> int:
     """Number of outputs that are valid videos of FRAMES frames at 48x36."""
-    from tasks.video import probe
+    from nst_video.tasks.video import probe
 
     good = 0
     for row in summary["videos"]:

@@ -55,7 +55,7 @@ def equal_loss_iterations(temporal: dict) -> dict[str, dict]:
 
 
 def budgets() -> dict[str, int]:
-    from nst_core.settings import VideoSettings
+    from nst_video.nst_core.settings import VideoSettings
 
     fields = VideoSettings.model_fields
     return {"cold": fields["first_iterations"].default, "warm": fields["iterations"].default}

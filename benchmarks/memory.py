@@ -72,7 +72,7 @@ def _reset_peak() -> bool:
 
 def precisions() -> list[str]:
     """float32, and bfloat16 where StyleSettings has a precision field."""
-    from nst_core.settings import StyleSettings
+    from nst_video.nst_core.settings import StyleSettings
 
     return ["float32", "bfloat16"] if "precision" in StyleSettings.model_fields else ["float32"]
 
@@ -81,9 +81,9 @@ def worker(height: int, width: int, precision: str, iterations: int = ITERATIONS
     """Measure one (size, precision) in this process; meant for a fresh process."""
     import tensorflow as tf
 
-    from nst_core.images import load_image, resize
-    from nst_core.settings import make_settings
-    from nst_core.stylize import StyleTransfer
+    from nst_video.nst_core.images import load_image, resize
+    from nst_video.nst_core.settings import make_settings
+    from nst_video.nst_core.stylize import StyleTransfer
 
     tf.get_logger().setLevel("ERROR")
     values: dict = {"size": max(height, width), "tolerance": 0.0}
@@ -185,8 +185,8 @@ def largest_frame(base_gib: float, gib_per_mp: float, budget_gib: float, aspect=
     """The largest (height, width) of `aspect` (even sides) whose projected peak fits."""
     if gib_per_mp <= 0 or budget_gib <= base_gib:
         return None
-    from nst_core.memory import fit_pixels
-    from nst_core.size import Size
+    from nst_video.nst_core.memory import fit_pixels
+    from nst_video.nst_core.size import Size
 
     pixels = (budget_gib - base_gib) / gib_per_mp * 1e6
     fitted = fit_pixels(Size(aspect[1] * 1000, aspect[0] * 1000), int(pixels))

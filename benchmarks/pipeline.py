@@ -25,14 +25,14 @@ CHUNK = 15
 
 
 def _frames(path: Path) -> list[np.ndarray]:
-    from tasks.video import read_frames
+    from nst_video.tasks.video import read_frames
 
     return [f.astype("float32") / 255.0 for f in read_frames(path)]
 
 
 def _run_flow(out: Path, frames: int, chunk_frames: int, overlap: int, size: int) -> dict:
-    from flows.stylize_video import stylize_video
-    from nst_core.settings import make_video_settings
+    from nst_video.flows.stylize_video import stylize_video
+    from nst_video.nst_core.settings import make_video_settings
 
     settings = make_video_settings(size=size, first_iterations=300, iterations=30)
     return stylize_video(
@@ -48,7 +48,7 @@ def _run_flow(out: Path, frames: int, chunk_frames: int, overlap: int, size: int
 
 
 def _seam_ratio(manifest: dict, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict:
-    from nst_core.metrics import warp_errors
+    from nst_video.nst_core.metrics import warp_errors
 
     errors = warp_errors(inputs, outputs)
     boundaries = {c["start"] for c in manifest["chunks"]} - {0}
@@ -74,7 +74,7 @@ def run(quick: bool) -> common.Report:
             manifest = _run_flow(out, frames, chunk_frames, overlap, size)
             outputs = _frames(out)
             if inputs is None:
-                from tasks.video import read_frames
+                from nst_video.tasks.video import read_frames
 
                 inputs = [
                     f.astype("float32") / 255.0 for f in read_frames(CLIP, count=frames, size=size)

@@ -49,11 +49,11 @@ from benchmarks.common import (
     summarize,
 )
 from benchmarks.torch_reference import TorchStepper, check_parity, nchw_targets
-from nst_core.images import load_image, resize
-from nst_core.settings import make_settings
-from nst_core.stepper import AdamConfig, Targets
-from nst_core.stylize import StyleTransfer
-from nst_core.tf_step import AdamStepper
+from nst_video.nst_core.images import load_image, resize
+from nst_video.nst_core.settings import make_settings
+from nst_video.nst_core.stepper import AdamConfig, Targets
+from nst_video.nst_core.stylize import StyleTransfer
+from nst_video.nst_core.tf_step import AdamStepper
 
 NAME = "speed"
 SIZES = (64, 128, 256)

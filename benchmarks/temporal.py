@@ -1,6 +1,6 @@
 """Warm-started frame chains: steps to converge, temporal warp error, drift on static input.
 
-Three measurements of `nst_core.temporal.FrameChain` on the bundled clips (starry_night
+Three measurements of `nst_video.nst_core.temporal.FrameChain` on the bundled clips (starry_night
 style, defaults from `VideoSettings` unless a row says otherwise):
 
 1. Steps to converge. For sample frames t of a moving clip, L_ref(t) is the Gatys loss
@@ -68,9 +68,9 @@ from benchmarks.temporal_plan import (
 from benchmarks.temporal_report import plot_static, plot_warp, tables
 from benchmarks.temporal_static import measure_static
 from benchmarks.temporal_warp import measure_clip, scan_clip
-from nst_core.images import load_image
-from nst_core.settings import VideoSettings, make_video_settings
-from nst_core.stylize import StyleTransfer
+from nst_video.nst_core.images import load_image
+from nst_video.nst_core.settings import VideoSettings, make_video_settings
+from nst_video.nst_core.stylize import StyleTransfer
 
 NAME = "temporal"
 

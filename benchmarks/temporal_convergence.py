@@ -20,10 +20,10 @@ from benchmarks.temporal_plan import (
     gatys_loss,
     with_changes,
 )
-from nst_core.settings import VideoSettings
-from nst_core.stepper import EarlyStop, LossCurve, LossTerms
-from nst_core.stylize import StyleTransfer, initial_image
-from nst_core.temporal import FrameChain
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.stepper import EarlyStop, LossCurve, LossTerms
+from nst_video.nst_core.stylize import StyleTransfer, initial_image
+from nst_video.nst_core.temporal import FrameChain
 
 NEVER = EarlyStop(tolerance=0.0, patience=1)  # a tolerance of 0 never stops
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REPO_ROOT
-from nst_core.settings import VideoSettings, make_video_settings
-from nst_core.stylize import StyleTransfer
-from tasks.video import probe as probe_video
-from tasks.video import read_frames
+from nst_video.nst_core.settings import VideoSettings, make_video_settings
+from nst_video.nst_core.stylize import StyleTransfer
+from nst_video.tasks.video import probe as probe_video
+from nst_video.tasks.video import read_frames
 
 STYLE = REPO_ROOT / "assets" / "styles" / "starry_night.jpg"
 VIDEOS = REPO_ROOT / "assets" / "videos"

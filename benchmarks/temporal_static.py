@@ -17,10 +17,10 @@ from benchmarks.temporal_plan import (
     log,
     with_changes,
 )
-from nst_core.metrics import frame_changes
-from nst_core.settings import VideoSettings
-from nst_core.stylize import StyleTransfer
-from nst_core.temporal import FrameChain
+from nst_video.nst_core.metrics import frame_changes
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.stylize import StyleTransfer
+from nst_video.nst_core.temporal import FrameChain
 
 
 def measure_static(

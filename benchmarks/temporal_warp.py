@@ -28,11 +28,11 @@ from benchmarks.temporal_plan import (
     log,
     with_changes,
 )
-from nst_core.metrics import frame_changes, warp_errors
-from nst_core.settings import VideoSettings
-from nst_core.stylize import StyleTransfer
-from nst_core.temporal import FrameChain
-from tasks.video import probe as probe_video
+from nst_video.nst_core.metrics import frame_changes, warp_errors
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.stylize import StyleTransfer
+from nst_video.nst_core.temporal import FrameChain
+from nst_video.tasks.video import probe as probe_video
 
 
 def static_transitions(frames: Sequence[np.ndarray], sigma: float) -> list[bool]:

@@ -1,7 +1,7 @@
 """PyTorch (CPU, eager) reference for the stylization step, written for the speed benchmark.
 
 The same problem as `nst_core`'s TensorFlow step, so the two can be timed side by side: VGG19
-convolutions from the same weights (``nst_core.weights``), caffe preprocessing, the same
+convolutions from the same weights (``nst_video.nst_core.weights``), caffe preprocessing, the same
 content and style layers and pooling, the project's relative losses (Gram / (H*W), mean
 absolute TV), Adam on the image with the project's settings, then clipping to [0, 1].
 `check_parity` proves that claim on a real image before anything is timed.
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyTorch's own convention)
 
-from nst_core.model import BGR_MEAN
-from nst_core.settings import StyleSettings
-from nst_core.stepper import LossCurve, LossTerms, Targets
-from nst_core.weights import VGG19_CONV_LAYERS, WeightsInfo, load_weights, resolve_weights
+from nst_video.nst_core.model import BGR_MEAN
+from nst_video.nst_core.settings import StyleSettings
+from nst_video.nst_core.stepper import LossCurve, LossTerms, Targets
+from nst_video.nst_core.weights import VGG19_CONV_LAYERS, WeightsInfo, load_weights, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def nchw_targets(targets: Targets) -> Targets:
 
 
 class TorchStepper:
-    """Adam on the image, eager PyTorch; `run` mirrors `nst_core.tf_step.AdamStepper.run`.
+    """Adam on the image, eager PyTorch; `run` mirrors `nst_video.nst_core.tf_step.AdamStepper.run`.
 
     `settings.precision` "bfloat16" runs VGG19 under CPU autocast (bf16 convolutions) and
     casts its outputs to float32 for the losses, as nst_core does.
@@ -168,7 +168,7 @@ class TorchStepper:
 def check_parity(transfer, stepper: TorchStepper, content: np.ndarray) -> dict:
     """Loss terms and gradient of one image under both steps; raises if they disagree.
 
-    `transfer` is the `nst_core.stylize.StyleTransfer` being timed; `content` (H, W, 3) is
+    `transfer` is the `nst_video.nst_core.stylize.StyleTransfer` being timed; `content` (H, W, 3) is
     both the image and the content target, perturbed so no term is zero.
     """
     import tensorflow as tf

@@ -1,6 +1,6 @@
 """UI proof: headless Chromium screenshots of a finished stylize-video run's artifacts.
 
-`python -m deployments.screenshot [--out docs]` starts `prefect server start` on a free
+`python -m nst_video.deployments.screenshot [--out docs]` starts `prefect server start` on a free
 port (temporary PREFECT_HOME, SQLite), runs `nst video` on 12 frames of the bundled clip
 against it, then saves:
 - <out>/ui_flow_run.png: /v2/runs/flow-run/<id>?tab=Artifacts (the run's artifact cards)
@@ -97,7 +97,7 @@ def screenshot(url: str, out: Path, profile: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.screenshot")
+    parser = argparse.ArgumentParser(prog="python -m nst_video.deployments.screenshot")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nst-ui-") as tmp:

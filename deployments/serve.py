@@ -1,6 +1,6 @@
 """Serve the deployments of prefect.yaml from this process: no work pool, no worker.
 
-`python -m deployments.serve [--limit N]` (or `nst serve`): needs a Prefect server
+`python -m nst_video.deployments.serve [--limit N]` (or `nst serve`): needs a Prefect server
 (PREFECT_API_URL, see docs/deployment.md). Schedules and parameters come from
 deployments/prefect.yaml and are checked first (deployments.validate); the work-pool
 settings there are ignored on this path. Ctrl-C stops serving (schedules pause).
@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from deployments.validate import PREFECT_YAML, REPO_ROOT, DeploymentSpec, load_deployments
+from nst_video.deployments.validate import PREFECT_YAML, REPO_ROOT, DeploymentSpec, load_deployments
 
 
 def to_runner_deployment(spec: DeploymentSpec):
@@ -42,7 +42,9 @@ def main(limit: int = 1, path: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m deployments.serve", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m nst_video.deployments.serve", description=__doc__
+    )
     parser.add_argument("--limit", type=int, default=1, help="flow runs at once")
     parser.add_argument("--prefect-file", default=None, help="default: deployments/prefect.yaml")
     args = parser.parse_args()

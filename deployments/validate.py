@@ -1,7 +1,7 @@
 """Check deployments/prefect.yaml before it reaches a server: entrypoints load, schedules
 parse, parameters fit the flow's signature. Configuration checks only, no deployment logic.
 
-`python -m deployments.validate [PATH]` prints one line per deployment, or one error line
+`python -m nst_video.deployments.validate [PATH]` prints one line per deployment, or one error line
 per problem and exits 1. deployments.serve uses the same checks.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.errors import InvalidSettingsError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # entrypoints import TensorFlow
 

@@ -31,11 +31,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows.stylize_video import stylize_video
-from nst_core.errors import InvalidInputError, NSTError, one_line
-from nst_core.files import check_writable
-from nst_core.settings import VideoSettings
-from tasks import storage
+from nst_video.flows.stylize_video import stylize_video
+from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
+from nst_video.nst_core.files import check_writable
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.tasks import storage
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 OUTPUT_SUFFIX = ".mp4"

@@ -20,13 +20,13 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from nst_core.settings import VideoSettings
-from tasks import prefect_tasks, storage
-from tasks.assemble import segment_crf
-from tasks.plan import frame_range, job_id, plan_chunks
-from tasks.report import preview_markdown, summary_markdown
-from tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
-from tasks.video import read_frames
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.tasks import prefect_tasks, storage
+from nst_video.tasks.assemble import segment_crf
+from nst_video.tasks.plan import frame_range, job_id, plan_chunks
+from nst_video.tasks.report import preview_markdown, summary_markdown
+from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
+from nst_video.tasks.video import read_frames
 
 MANIFEST_SUFFIX = ".json"
 

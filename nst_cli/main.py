@@ -20,9 +20,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # A temporary Prefect server would otherwise try to send telemetry and log its failure.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from nst_cli import options  # noqa: E402
-from nst_cli.progress import progress_bar  # noqa: E402
-from nst_core.settings import StyleSettings, VideoSettings  # noqa: E402  (pydantic only)
+from nst_video.nst_cli import options  # noqa: E402
+from nst_video.nst_cli.progress import progress_bar  # noqa: E402
+from nst_video.nst_core.settings import StyleSettings, VideoSettings  # noqa: E402  (pydantic only)
 
 app = typer.Typer(
     add_completion=False,
@@ -74,7 +74,7 @@ def weights(
     refetch: Annotated[bool, typer.Option(help="Drop the cache and fetch again.")] = False,
 ) -> None:
     """Find (or fetch) the VGG19 weights and say where they came from."""
-    from nst_core.weights import clear_cache, describe, resolve_weights
+    from nst_video.nst_core.weights import clear_cache, describe, resolve_weights
 
     if refetch:
         clear_cache()
@@ -95,10 +95,10 @@ def image(
 ) -> None:
     """Stylize one image."""
     import_tensorflow_quietly()
-    from nst_core import load_image, save_image
-    from nst_core.size import Size
-    from nst_core.weights import resolve_weights
-    from tasks.memory_guard import plan_image_size, stylize_image_within_memory
+    from nst_video.nst_core import load_image, save_image
+    from nst_video.nst_core.size import Size
+    from nst_video.nst_core.weights import resolve_weights
+    from nst_video.tasks.memory_guard import plan_image_size, stylize_image_within_memory
 
     options.check_destination(str(output))
     content_pixels = load_image(content)
@@ -163,7 +163,7 @@ def video(
     options.check_destination(output)
     options.check_local_inputs(source, styles, start, duration, chunking["max_frames"])
     _prepare_run(vgg_weights)
-    from flows.stylize_video import run_stylize_video
+    from nst_video.flows.stylize_video import run_stylize_video
 
     with progress_bar("stylizing", 0, enabled=not as_json, unit="frames") as bar:
         manifest = run_stylize_video(
@@ -231,7 +231,7 @@ def demo(
         output=str(result),
         **settings.model_dump(include=set(DEMO_SETTINGS)),
     )
-    from tasks.report import contact_sheet
+    from nst_video.tasks.report import contact_sheet
 
     sheet = contact_sheet(str(clip), str(result), str(output / "bottles_starry_night_frames.jpg"))
     typer.echo(f"wrote {sheet}")
@@ -258,7 +258,7 @@ def batch(
     Exit status 1 when any video failed; the others are still written.
     """
     _prepare_run(vgg_weights)
-    from flows.stylize_batch import run_stylize_batch
+    from nst_video.flows.stylize_batch import run_stylize_batch
 
     summary = run_stylize_batch(
         source,
@@ -304,14 +304,14 @@ def serve(
     Needs a Prefect server: set PREFECT_API_URL (see docs/deployment.md). Ctrl-C stops.
     """
     import_tensorflow_quietly()
-    from deployments.serve import main as serve_main
+    from nst_video.deployments.serve import main as serve_main
 
     serve_main(limit=limit)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn user errors into one line and an exit code."""
-    from nst_core.errors import NSTError
+    from nst_video.nst_core.errors import NSTError
 
     args = sys.argv[1:] if argv is None else argv
     try:

@@ -14,8 +14,8 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from nst_core.errors import InvalidSettingsError
-from nst_core.files import check_writable
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.files import check_writable
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output file.")]
 VggWeights = Annotated[
@@ -103,7 +103,7 @@ def build_settings(model: type[BaseModel], values: dict) -> tuple[Any, Path | No
 
     Bad values raise InvalidSettingsError naming the field and its flag.
     """
-    from nst_core.settings import settings_error
+    from nst_video.nst_core.settings import settings_error
 
     values, init_image = dict(values), None
     if values.get("init") not in (None, "content", "noise"):
@@ -215,9 +215,9 @@ def check_local_inputs(
     source: str, styles: list[str], start: float, duration: float | None, max_frames: int | None
 ) -> None:
     """Probe local inputs before Prefect starts: bad files fail in a second, on one line."""
-    from nst_core.images import load_image
-    from tasks.plan import frame_range
-    from tasks.video import probe
+    from nst_video.nst_core.images import load_image
+    from nst_video.tasks.plan import frame_range
+    from nst_video.tasks.video import probe
 
     if not source.startswith("s3://"):
         frame_range(probe(source), start, duration, max_frames)
@@ -246,6 +246,6 @@ def dask_runner(address: str | None, workers: int | None):
         raise InvalidSettingsError("give --dask-address or --dask-workers, not both")
     if not (address or workers):
         return None
-    from flows.dask_runner import dask_task_runner
+    from nst_video.flows.dask_runner import dask_task_runner
 
     return dask_task_runner(address=address, workers=workers)

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from nst_core.errors import InvalidSettingsError
-from nst_core.stepper import (
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.stepper import (
     AdamConfig,
     BatchStepper,
     EarlyStop,

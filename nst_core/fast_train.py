@@ -29,8 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
-from nst_core.model import preprocess, with_dtype_policy
+from nst_video.nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
+from nst_video.nst_core.model import preprocess, with_dtype_policy
 
 
 @dataclass(frozen=True)

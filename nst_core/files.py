@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nst_core.errors import InvalidInputError
+from nst_video.nst_core.errors import InvalidInputError
 
 
 def check_writable(path: Path) -> None:

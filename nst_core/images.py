@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from nst_core.errors import InvalidInputError
-from nst_core.files import atomic_path, check_writable
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.files import atomic_path, check_writable
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~14k x 14k
 

@@ -32,9 +32,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
-from nst_core.model import preprocess, with_dtype_policy
-from nst_core.stepper import (
+from nst_video.nst_core.losses import LossWeights, gram_matrix, make_loss_fn
+from nst_video.nst_core.model import preprocess, with_dtype_policy
+from nst_video.nst_core.stepper import (
     AdamConfig,
     BatchStepper,
     LossCurve,

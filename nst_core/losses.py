@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from keras import ops
 
-from nst_core.model import preprocess
-from nst_core.stepper import LossTerms, Targets, TemporalAnchor
+from nst_video.nst_core.model import preprocess
+from nst_video.nst_core.stepper import LossTerms, Targets, TemporalAnchor
 
 
 def gram_matrix(features):

@@ -20,8 +20,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from nst_core.errors import NSTError
-from nst_core.size import Size
+from nst_video.nst_core.errors import NSTError
+from nst_video.nst_core.size import Size
 
 GIB = 2**30
 ENV_LIMIT = "NST_MEMORY_LIMIT_GB"  # the step's budget in GB (1e9 bytes); overrides detection

@@ -2,7 +2,7 @@
 
 Built from ``keras.applications.VGG19`` (no top, no bundled weights), truncated at the deepest
 layer in use, with max or average pooling, loaded from the weights resolved by
-``nst_core.weights``. Written against Keras 3 (keras.ops) so only the gradient step is
+``nst_video.nst_core.weights``. Written against Keras 3 (keras.ops) so only the gradient step is
 backend-specific.
 """
 
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from nst_core.weights import WeightsInfo, load_weights, resolve_weights
+from nst_video.nst_core.weights import WeightsInfo, load_weights, resolve_weights
 
 # Caffe preprocessing: BGR channel order, ImageNet mean subtracted, 0..255 range.
 BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype="float32")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import keras
 
-from nst_core.batching import BatchingStepper
-from nst_core.losses import LossWeights
-from nst_core.stepper import AdamConfig, Stepper
+from nst_video.nst_core.batching import BatchingStepper
+from nst_video.nst_core.losses import LossWeights
+from nst_video.nst_core.stepper import AdamConfig, Stepper
 
 
 def make_stepper(
@@ -25,11 +25,11 @@ def make_stepper(
     """
     stepper: Stepper
     if keras.backend.backend() == "jax":
-        from nst_core.jax_step import JaxAdamStepper
+        from nst_video.nst_core.jax_step import JaxAdamStepper
 
         stepper = JaxAdamStepper(model, n_content, weights, config)
     else:
-        from nst_core.tf_step import AdamStepper
+        from nst_video.nst_core.tf_step import AdamStepper
 
         stepper = AdamStepper(model, n_content, weights, config)
     if batch > 1:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.errors import InvalidSettingsError
 
 MAX_SIZE = 4096
 VGG19_LAYERS = tuple(

@@ -16,14 +16,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from nst_core.errors import InvalidInputError, InvalidSettingsError
-from nst_core.images import resize
-from nst_core.losses import LossWeights, gram_matrix, make_loss_fn
-from nst_core.model import feature_model, preprocess
-from nst_core.optimize import make_stepper
-from nst_core.settings import StyleSettings
-from nst_core.size import Size, min_side
-from nst_core.stepper import (
+from nst_video.nst_core.errors import InvalidInputError, InvalidSettingsError
+from nst_video.nst_core.images import resize
+from nst_video.nst_core.losses import LossWeights, gram_matrix, make_loss_fn
+from nst_video.nst_core.model import feature_model, preprocess
+from nst_video.nst_core.optimize import make_stepper
+from nst_video.nst_core.settings import StyleSettings
+from nst_video.nst_core.size import Size, min_side
+from nst_video.nst_core.stepper import (
     AdamConfig,
     EarlyStop,
     LossCurve,
@@ -33,7 +33,7 @@ from nst_core.stepper import (
     Targets,
     TemporalAnchor,
 )
-from nst_core.weights import WeightsInfo
+from nst_video.nst_core.weights import WeightsInfo
 
 
 @dataclass
@@ -186,7 +186,7 @@ class StyleTransfer:
         progress: Progress | None = None,
     ) -> tuple[np.ndarray, LossCurve]:
         """L-BFGS from `init` (optimizer "lbfgs": still images on TensorFlow only)."""
-        from nst_core.tf_step import run_lbfgs  # TensorFlow only: checked in __init__
+        from nst_video.nst_core.tf_step import run_lbfgs  # TensorFlow only: checked in __init__
 
         self.check_size(*content.shape[:2])
         image, curve = run_lbfgs(

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from nst_core.settings import VideoSettings
-from nst_core.stepper import EarlyStop, Stop, TemporalAnchor
-from nst_core.stylize import StyleTransfer, initial_image
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.stepper import EarlyStop, Stop, TemporalAnchor
+from nst_video.nst_core.stylize import StyleTransfer, initial_image
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from nst_core.losses import LossFn, LossWeights, make_loss_fn
-from nst_core.stepper import (
+from nst_video.nst_core.losses import LossFn, LossWeights, make_loss_fn
+from nst_video.nst_core.stepper import (
     AdamConfig,
     LossCurve,
     LossTerms,

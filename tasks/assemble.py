@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
-from tasks.stylize import crossfade_frames
-from tasks.video import concat, mux_audio, write_frames
+from nst_video.tasks.stylize import crossfade_frames
+from nst_video.tasks.video import concat, mux_audio, write_frames
 
 SEGMENT_CRF = 12
 

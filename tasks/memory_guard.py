@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nst_core.images import resize
-from nst_core.memory import Budget, SizePlan, plan_size
-from nst_core.settings import StyleSettings, make_settings
-from nst_core.size import Size, min_side
-from tasks.video import VideoInfo
+from nst_video.nst_core.images import resize
+from nst_video.nst_core.memory import Budget, SizePlan, plan_size
+from nst_video.nst_core.settings import StyleSettings, make_settings
+from nst_video.nst_core.size import Size, min_side
+from nst_video.tasks.video import VideoInfo
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def stylize_image_within_memory(
     Returns (image, stats, plan); stats are those of the processing size. A reduction is
     logged as a WARNING unless `warn` is False (the caller says so itself).
     """
-    from nst_core.stylize import stylize_image
+    from nst_video.nst_core.stylize import stylize_image
 
     plan = plan or plan_image_size(Size.of(content), settings)
     if warn:

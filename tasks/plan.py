@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nst_core.errors import InvalidSettingsError
-from tasks.video import VideoInfo
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.tasks.video import VideoInfo
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prefect import task
 
-from tasks import assemble as assembly
-from tasks import memory_guard, stylize, video
+from nst_video.tasks import assemble as assembly
+from nst_video.tasks import memory_guard, stylize, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
 

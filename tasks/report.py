@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from tasks.stylize import ChunkResult
-from tasks.video import VideoInfo, probe, read_frames
+from nst_video.tasks.stylize import ChunkResult
+from nst_video.tasks.video import VideoInfo, probe, read_frames
 
 
 def chunk_table(results: Sequence[ChunkResult]) -> str:

@@ -56,8 +56,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from nst_core.errors import InvalidInputError, InvalidSettingsError, NSTError, one_line
-from nst_core.files import atomic_path, check_writable
+from nst_video.nst_core.errors import InvalidInputError, InvalidSettingsError, NSTError, one_line
+from nst_video.nst_core.files import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from typing import Protocol
 
 import numpy as np
 
-from nst_core.files import atomic_path
-from nst_core.images import load_image, resize, to_uint8
-from nst_core.settings import VideoSettings
-from nst_core.size import Size
-from nst_core.stylize import StyleTransfer
-from nst_core.temporal import FrameChain, FrameStats
-from tasks.plan import Chunk
-from tasks.video import VideoInfo, detect_scene_cuts, probe, read_frames, write_frames
+from nst_video.nst_core.files import atomic_path
+from nst_video.nst_core.images import load_image, resize, to_uint8
+from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.size import Size
+from nst_video.nst_core.stylize import StyleTransfer
+from nst_video.nst_core.temporal import FrameChain, FrameStats
+from nst_video.tasks.plan import Chunk
+from nst_video.tasks.video import VideoInfo, detect_scene_cuts, probe, read_frames, write_frames
 
 
 def scene_cuts_in_range(source: Path, start: int, count: int, settings: VideoSettings) -> list[int]:

@@ -24,14 +24,14 @@ def assets() -> Path:
 @pytest.fixture(scope="session")
 def vgg_weights():
     """The real VGG19 weights, resolved once (provisioned by `make test` before pytest)."""
-    from nst_core.weights import resolve_weights
+    from nst_video.nst_core.weights import resolve_weights
 
     return resolve_weights()
 
 
 def _small(path: Path, longest: int) -> np.ndarray:
-    from nst_core.images import load_image, resize
-    from nst_core.size import Size
+    from nst_video.nst_core.images import load_image, resize
+    from nst_video.nst_core.size import Size
 
     image = load_image(path)
     return resize(image, *Size.of(image).scale_to(longest).hw)

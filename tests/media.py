@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import video
+from nst_video.tasks import video
 
 FPS = 30
 SOLID_RGB = (30, 120, 220)  # away from 0/255 so a wrong range or depth shows

@@ -109,7 +109,7 @@ def plan(smoke: bool) -> list[Config]:
 
 def random_weights_file(directory: Path, seed: int = 0) -> Path:
     """He-normal VGG19 weights in nst_core's .npz layout (<layer>/kernel, <layer>/bias)."""
-    from nst_core.weights import VGG19_CONV_CHANNELS
+    from nst_video.nst_core.weights import VGG19_CONV_CHANNELS
 
     rng = np.random.default_rng(seed)
     arrays = {}
@@ -126,9 +126,9 @@ class JaxBench:
     """Builds the project's feature model once and times JaxAdamStepper per configuration."""
 
     def __init__(self, weights_path: Path) -> None:
-        from nst_core.losses import LossWeights
-        from nst_core.model import feature_model
-        from nst_core.weights import resolve_weights
+        from nst_video.nst_core.losses import LossWeights
+        from nst_video.nst_core.model import feature_model
+        from nst_video.nst_core.weights import resolve_weights
 
         info = resolve_weights(weights_path)
         self.model = feature_model((CONTENT_LAYER, *STYLE_LAYERS), "max", info)
@@ -137,8 +137,8 @@ class JaxBench:
 
     def stepper(self, mode: str):
         """One stepper per mode (it owns the jitted functions, so compiles are reused)."""
-        from nst_core.jax_step import JaxAdamStepper
-        from nst_core.stepper import AdamConfig
+        from nst_video.nst_core.jax_step import JaxAdamStepper
+        from nst_video.nst_core.stepper import AdamConfig
 
         if mode not in self.steppers:
             dtype = "float32" if mode == "fp32" else "bfloat16"
@@ -157,7 +157,7 @@ class JaxBench:
         """Compile, warm up, then time `calls` x `chunk` scanned steps (host clock + sync)."""
         import jax
 
-        from nst_core.jax_step import JaxAdamState
+        from nst_video.nst_core.jax_step import JaxAdamState
 
         stepper = self.stepper(cfg.mode)
         rng = np.random.default_rng(1)

@@ -32,10 +32,10 @@ decodes it without torch through a restricted unpickler that refuses every globa
 few a plain tensor file needs.
 """
 
-from nst_core.weights.cache import ENV_CACHE, clear_cache
-from nst_core.weights.common import WeightsInfo
-from nst_core.weights.formats import VGG19_CONV_CHANNELS, VGG19_CONV_LAYERS, Weights
-from nst_core.weights.resolve import ENV_WEIGHTS, describe, load_weights, resolve_weights
+from nst_video.nst_core.weights.cache import ENV_CACHE, clear_cache
+from nst_video.nst_core.weights.common import WeightsInfo
+from nst_video.nst_core.weights.formats import VGG19_CONV_CHANNELS, VGG19_CONV_LAYERS, Weights
+from nst_video.nst_core.weights.resolve import ENV_WEIGHTS, describe, load_weights, resolve_weights
 
 __all__ = [
     "ENV_CACHE",

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from nst_core.errors import WeightsError
-from nst_core.files import atomic_path
-from nst_core.weights.common import Unavailable, WeightsInfo, sha256_bytes, sha256_file
-from nst_core.weights.formats import Weights, decode_weights
+from nst_video.nst_core.errors import WeightsError
+from nst_video.nst_core.files import atomic_path
+from nst_video.nst_core.weights.common import Unavailable, WeightsInfo, sha256_bytes, sha256_file
+from nst_video.nst_core.weights.formats import Weights, decode_weights
 
 ENV_CACHE = "NST_CACHE_DIR"
 CACHE_FILE = "vgg19_notop.npz"

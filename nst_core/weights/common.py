@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nst_core.errors import WeightsError
+from nst_video.nst_core.errors import WeightsError
 
 
 @dataclass(frozen=True)

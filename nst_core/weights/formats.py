@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from nst_core.errors import WeightsError, one_line
-from nst_core.weights.legacy_torch import load_legacy_torch
+from nst_video.nst_core.errors import WeightsError, one_line
+from nst_video.nst_core.weights.legacy_torch import load_legacy_torch
 
 # (in, out) channels of each 3x3 convolution of VGG19, in network order.
 VGG19_CONV_CHANNELS: dict[str, tuple[int, int]] = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_core.errors import WeightsError, one_line
+from nst_video.nst_core.errors import WeightsError, one_line
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 TORCH_LEGACY_PROTOCOL = 1001

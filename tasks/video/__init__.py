@@ -11,11 +11,16 @@ tasks wrap them. This package's names are the API; its modules are the seams:
 - scenes: scene scores and cuts
 """
 
-from tasks.video.frames import check_output_path, read_frames, write_frames
-from tasks.video.mux import concat, mux_audio
-from tasks.video.probing import VideoInfo, probe
-from tasks.video.process import MIN_FFMPEG_VERSION, FFmpegError, ffmpeg_exe, ffmpeg_version
-from tasks.video.scenes import detect_scene_cuts, scene_scores
+from nst_video.tasks.video.frames import check_output_path, read_frames, write_frames
+from nst_video.tasks.video.mux import concat, mux_audio
+from nst_video.tasks.video.probing import VideoInfo, probe
+from nst_video.tasks.video.process import (
+    MIN_FFMPEG_VERSION,
+    FFmpegError,
+    ffmpeg_exe,
+    ffmpeg_version,
+)
+from nst_video.tasks.video.scenes import detect_scene_cuts, scene_scores
 
 __all__ = [
     "MIN_FFMPEG_VERSION",

@@ -22,12 +22,12 @@ from typing import IO
 
 import numpy as np
 
-from nst_core.errors import InvalidInputError
-from nst_core.files import atomic_path, check_writable
-from nst_core.size import Size
-from tasks.video.header import video_header
-from tasks.video.probing import VideoInfo, count_packets
-from tasks.video.process import (
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.files import atomic_path, check_writable
+from nst_video.nst_core.size import Size
+from nst_video.tasks.video.header import video_header
+from nst_video.tasks.video.probing import VideoInfo, count_packets
+from nst_video.tasks.video.process import (
     QUIET,
     SCALE_FLAGS,
     FFmpegError,

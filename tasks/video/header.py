@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nst_core.errors import InvalidInputError
-from nst_core.size import Size
-from tasks.video.process import clean, ffmpeg_exe, ffprobe_exe, run
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.size import Size
+from nst_video.tasks.video.process import clean, ffmpeg_exe, ffprobe_exe, run
 
 # Demuxers that read one still image: such a file is "not a video".
 _IMAGE_DEMUXERS = re.compile(r"(_pipe|^image2|^imagepipe)$")

@@ -7,11 +7,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from nst_core.errors import InvalidInputError
-from nst_core.files import atomic_path
-from tasks.video.frames import check_output_path, faststart
-from tasks.video.header import read_header, video_header
-from tasks.video.process import QUIET, check_input_file, command, ffinput, run_checked
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.files import atomic_path
+from nst_video.tasks.video.frames import check_output_path, faststart
+from nst_video.tasks.video.header import read_header, video_header
+from nst_video.tasks.video.process import QUIET, check_input_file, command, ffinput, run_checked
 
 _OVERWRITE = (*QUIET, "-y")
 

@@ -14,10 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 from statistics import median
 
-from nst_core.errors import InvalidInputError
-from nst_core.size import Size
-from tasks.video.header import Header, video_header
-from tasks.video.process import (
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.size import Size
+from nst_video.tasks.video.header import Header, video_header
+from nst_video.tasks.video.process import (
     QUIET,
     check_input_file,
     clean,

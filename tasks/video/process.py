@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import ffmpeg as ffmpeg_python
 
-from nst_core.errors import InvalidInputError, NSTError
+from nst_video.nst_core.errors import InvalidInputError, NSTError
 
 MIN_FFMPEG_VERSION = (6, 0)  # -fps_mode, -display_rotation, showinfo checksum=0
 SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"

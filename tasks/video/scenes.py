@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import re
 
-from tasks.video.header import video_header
-from tasks.video.process import check_input_file, command, ffinput, run_checked
+from nst_video.tasks.video.header import video_header
+from nst_video.tasks.video.process import check_input_file, command, ffinput, run_checked
 
 
 def scene_scores(path: str | os.PathLike[str], size: int | None = None) -> list[float]:

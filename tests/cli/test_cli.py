@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_cli.main import main
+from nst_video.nst_cli.main import main
 
 NST = str(Path(sys.executable).with_name("nst"))
 

@@ -6,9 +6,9 @@ import json
 
 from PIL import Image
 
-from nst_cli.main import main
-from nst_core.memory import ENV_LIMIT, estimate_bytes
-from nst_core.size import Size
+from nst_video.nst_cli.main import main
+from nst_video.nst_core.memory import ENV_LIMIT, estimate_bytes
+from nst_video.nst_core.size import Size
 
 
 def test_image_over_budget_is_reduced_with_a_warning(assets, tmp_path, monkeypatch, capsys):

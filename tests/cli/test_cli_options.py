@@ -14,9 +14,9 @@ import typer
 from typer.core import TyperOption
 from typer.testing import CliRunner
 
-from nst_cli import options
-from nst_cli.main import app, main
-from nst_core.settings import StyleSettings, VideoSettings
+from nst_video.nst_cli import options
+from nst_video.nst_cli.main import app, main
+from nst_video.nst_core.settings import StyleSettings, VideoSettings
 
 COMMANDS = {
     "image": (StyleSettings, options.IMAGE_SETTINGS),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import video
+from nst_video.tasks import video
 
 NST = str(Path(sys.executable).with_name("nst"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nst_cli.main import main
+from nst_video.nst_cli.main import main
 
 FAST = ["--size", "32", "--first-iterations", "3", "--iterations", "1", "--json"]
 

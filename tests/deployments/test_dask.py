@@ -9,10 +9,10 @@ import distributed
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
-from flows.dask_runner import ApiUrlDaskTaskRunner, dask_task_runner
-from flows.stylize_video import run_stylize_video
-from nst_core.settings import make_video_settings
-from tasks import video
+from nst_video.flows.dask_runner import ApiUrlDaskTaskRunner, dask_task_runner
+from nst_video.flows.stylize_video import run_stylize_video
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.tasks import video
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.validate import (
+from nst_video.deployments.validate import (
     PREFECT_YAML,
     REPO_ROOT,
     DeploymentConfigError,
     check_deployment,
     load_deployments,
 )
-from nst_core.settings import make_video_settings
-from tasks import video
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.tasks import video
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -71,7 +71,7 @@ def test_validate_command_reports_a_bad_file(tmp_path):
     bad["deployments"][0]["schedules"] = [{"cron": "every night"}]
     path = tmp_path / "prefect.yaml"
     path.write_text(yaml.safe_dump(bad))
-    from deployments.validate import main
+    from nst_video.deployments.validate import main
 
     assert main([str(path)]) == 1
     assert main([str(PREFECT_YAML)]) == 0

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.stylize_video import stylize_video
-from nst_core.memory import ENV_LIMIT, estimate_bytes
-from nst_core.settings import make_video_settings
-from nst_core.size import Size
-from tasks import video
+from nst_video.flows.stylize_video import stylize_video
+from nst_video.nst_core.memory import ENV_LIMIT, estimate_bytes
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.nst_core.size import Size
+from nst_video.tasks import video
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 

@@ -10,7 +10,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.stylize_batch import (
+from nst_video.flows.stylize_batch import (
     BatchFailedError,
     is_video,
     output_for,
@@ -18,8 +18,8 @@ from flows.stylize_batch import (
     run_stylize_batch,
     stylize_batch,
 )
-from nst_core.settings import make_video_settings
-from tasks import video
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.tasks import video
 from tests.media import lavfi
 from tests.media import testsrc as lavfi_testsrc
 from tests.s3 import admin_client
@@ -175,7 +175,7 @@ def test_bad_parameters_are_refused_before_the_run(prefect_api_url, style, tmp_p
 
 
 def test_cli_batch_json_on_an_empty_folder(prefect_api_url, style, tmp_path, capsys):
-    from nst_cli.main import main
+    from nst_video.nst_cli.main import main
 
     (tmp_path / "in").mkdir()
     code = main(["batch", str(tmp_path / "in"), style, "-o", str(tmp_path / "o"), "--json"])
@@ -184,7 +184,7 @@ def test_cli_batch_json_on_an_empty_folder(prefect_api_url, style, tmp_path, cap
 
 
 def test_cli_video_refuses_two_dask_targets(basic, style, tmp_path, capsys):
-    from nst_cli.main import main
+    from nst_video.nst_cli.main import main
 
     args = ["video", str(basic), style, "-o", str(tmp_path / "o.mp4")]
     code = main([*args, "--dask-address", "tcp://127.0.0.1:1", "--dask-workers", "2"])

@@ -10,11 +10,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.stylize_video import stylize_video
-from nst_core.errors import InvalidInputError
-from nst_core.settings import make_video_settings
-from tasks import stylize as stylize_module
-from tasks import video
+from nst_video.flows.stylize_video import stylize_video
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.tasks import stylize as stylize_module
+from nst_video.tasks import video
 from tests.media import md5
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from nst_core.batching import BatchingStepper, _Call, group_calls
-from nst_core.errors import InvalidSettingsError
-from nst_core.optimize import make_stepper
-from nst_core.settings import make_settings
-from nst_core.stepper import (
+from nst_video.nst_core.batching import BatchingStepper, _Call, group_calls
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.optimize import make_stepper
+from nst_video.nst_core.settings import make_settings
+from nst_video.nst_core.stepper import (
     AdamConfig,
     BatchStepper,
     EarlyStop,
@@ -24,7 +24,7 @@ from nst_core.stepper import (
     Targets,
     TemporalAnchor,
 )
-from nst_core.stylize import StyleTransfer
+from nst_video.nst_core.stylize import StyleTransfer
 
 GRAMS = [np.ones((1, 2, 2), "float32")]  # one style target shared by every call
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from nst_core.fastnet import MIN_SIDE, FastNetConfig, build_fastnet, config_of
+from nst_video.nst_core.fastnet import MIN_SIDE, FastNetConfig, build_fastnet, config_of
 
 TINY = FastNetConfig(width=8, residual_blocks=1)
 

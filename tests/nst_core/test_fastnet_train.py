@@ -18,9 +18,9 @@ import keras
 import numpy as np
 import pytest
 
-from nst_core.fast_train import FastTerms, Objective, Trainer, still_mask, style_grams
-from nst_core.fastnet import FastNetConfig, build_fastnet
-from nst_core.model import feature_model
+from nst_video.nst_core.fast_train import FastTerms, Objective, Trainer, still_mask, style_grams
+from nst_video.nst_core.fastnet import FastNetConfig, build_fastnet
+from nst_video.nst_core.model import feature_model
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = (
@@ -136,10 +136,10 @@ JAX_STEPS = textwrap.dedent(
     """
     import json, sys
     import keras, numpy as np
-    from nst_core.fast_train import Objective, Trainer, style_grams
-    from nst_core.fastnet import load_fastnet
-    from nst_core.model import feature_model
-    from nst_core.weights import resolve_weights
+    from nst_video.nst_core.fast_train import Objective, Trainer, style_grams
+    from nst_video.nst_core.fastnet import load_fastnet
+    from nst_video.nst_core.model import feature_model
+    from nst_video.nst_core.weights import resolve_weights
 
     args = json.loads(sys.argv[1])
     data = np.load(args["inputs"])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nst_core.errors import InvalidInputError
-from nst_core.files import atomic_path, check_writable
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.files import atomic_path, check_writable
 
 
 def test_atomic_path_publishes_only_on_success(tmp_path: Path) -> None:

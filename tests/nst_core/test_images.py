@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_core.errors import InvalidInputError
-from nst_core.images import load_image, resize, save_image
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.images import load_image, resize, save_image
 
 
 def test_grayscale_png_becomes_rgb(tmp_path):

@@ -27,13 +27,13 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "jax":
     pytest.skip("KERAS_BACKEND is not jax", allow_module_level=True)
 
-from nst_core.errors import WeightsError  # noqa: E402
-from nst_core.images import load_image, resize  # noqa: E402
-from nst_core.jax_step import JaxAdamStepper  # noqa: E402
-from nst_core.losses import LossWeights  # noqa: E402
-from nst_core.model import feature_model  # noqa: E402
-from nst_core.stepper import AdamConfig, Targets  # noqa: E402
-from nst_core.weights import resolve_weights  # noqa: E402
+from nst_video.nst_core.errors import WeightsError  # noqa: E402
+from nst_video.nst_core.images import load_image, resize  # noqa: E402
+from nst_video.nst_core.jax_step import JaxAdamStepper  # noqa: E402
+from nst_video.nst_core.losses import LossWeights  # noqa: E402
+from nst_video.nst_core.model import feature_model  # noqa: E402
+from nst_video.nst_core.stepper import AdamConfig, Targets  # noqa: E402
+from nst_video.nst_core.weights import resolve_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = (
@@ -66,11 +66,11 @@ TF_REFERENCE = textwrap.dedent(
     import json, sys
     import numpy as np
     import tensorflow as tf
-    from nst_core.losses import LossWeights, gram_matrix
-    from nst_core.model import feature_model, preprocess
-    from nst_core.stepper import AdamConfig, Targets
-    from nst_core.tf_step import AdamStepper
-    from nst_core.weights import resolve_weights
+    from nst_video.nst_core.losses import LossWeights, gram_matrix
+    from nst_video.nst_core.model import feature_model, preprocess
+    from nst_video.nst_core.stepper import AdamConfig, Targets
+    from nst_video.nst_core.tf_step import AdamStepper
+    from nst_video.nst_core.weights import resolve_weights
 
     args = json.loads(sys.argv[1])
     data = np.load(args["inputs"])
@@ -211,9 +211,9 @@ def test_bfloat16_step_tracks_float32(model, stepper, images):
 
 def test_style_transfer_runs_images_and_frame_chains_on_the_jax_step(images):
     """KERAS_BACKEND=jax selects the JAX step for the product's own entry points."""
-    from nst_core.settings import make_settings, make_video_settings
-    from nst_core.stylize import StyleTransfer, stylize_image
-    from nst_core.temporal import FrameChain
+    from nst_video.nst_core.settings import make_settings, make_video_settings
+    from nst_video.nst_core.stylize import StyleTransfer, stylize_image
+    from nst_video.nst_core.temporal import FrameChain
 
     content, style = images["content"][0], images["style"][0]
     settings = make_settings(size=32, iterations=30, tolerance=0.0)
@@ -237,9 +237,9 @@ def test_chains_in_threads_share_batches_and_match_separate_runs(images):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from nst_core.settings import make_video_settings
-    from nst_core.stylize import StyleTransfer
-    from nst_core.temporal import FrameChain
+    from nst_video.nst_core.settings import make_video_settings
+    from nst_video.nst_core.stylize import StyleTransfer
+    from nst_video.nst_core.temporal import FrameChain
 
     content, style = images["content"][0], images["style"][0]
     settings = make_video_settings(size=32, first_iterations=20, iterations=5, tolerance=0.0)
@@ -272,10 +272,10 @@ def test_chunk_tasks_in_threads_batch_their_frames(tmp_path):
     """tasks.stylize.stylize_chunk with batch=2: two chunks in two threads, batched frames."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from nst_core.settings import make_video_settings
-    from tasks.plan import plan_chunks
-    from tasks.stylize import cached_transfer, stylize_chunk
-    from tasks.video import read_frames
+    from nst_video.nst_core.settings import make_video_settings
+    from nst_video.tasks.plan import plan_chunks
+    from nst_video.tasks.stylize import cached_transfer, stylize_chunk
+    from nst_video.tasks.video import read_frames
 
     clip = ROOT / "assets" / "videos" / "bottles_with_tone.mp4"
     styles = (str(ROOT / "assets" / "styles" / "starry_night.jpg"),)

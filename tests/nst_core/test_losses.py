@@ -1,7 +1,7 @@
 import numpy as np
 from keras import ops
 
-from nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
+from nst_video.nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
 
 
 def _np(x):

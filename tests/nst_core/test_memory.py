@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nst_core import memory
-from nst_core.memory import (
+from nst_video.nst_core import memory
+from nst_video.nst_core.memory import (
     Budget,
     InsufficientMemoryError,
     available_memory,
@@ -14,7 +14,7 @@ from nst_core.memory import (
     fit_pixels,
     plan_size,
 )
-from nst_core.size import Size
+from nst_video.nst_core.size import Size
 
 UHD = Size(3840, 2160)
 SIZES = [Size(16, 16), Size(48, 36), Size(320, 240), Size(1280, 720), Size(1920, 1080), UHD]

@@ -1,10 +1,10 @@
 import numpy as np
 import tensorflow as tf
 
-from nst_core.losses import LossWeights
-from nst_core.model import preprocess
-from nst_core.stepper import AdamConfig, EarlyStop, LossTerms, Targets
-from nst_core.tf_step import AdamStepper, run_lbfgs
+from nst_video.nst_core.losses import LossWeights
+from nst_video.nst_core.model import preprocess
+from nst_video.nst_core.stepper import AdamConfig, EarlyStop, LossTerms, Targets
+from nst_video.nst_core.tf_step import AdamStepper, run_lbfgs
 
 # A toy problem with a known optimum: an identity "model" with one content layer and no
 # style layers, so the loss is the content term and the optimum is the target image.

@@ -3,8 +3,8 @@ from typing import Literal, get_args, get_origin
 import pytest
 from pydantic import ValidationError
 
-from nst_core.errors import InvalidSettingsError
-from nst_core.settings import (
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.settings import (
     MAX_SIZE,
     StyleSettings,
     VideoSettings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nst_core.size import Size, min_side
+from nst_video.nst_core.size import Size, min_side
 
 
 def test_of_and_hw_are_the_only_order_flips():

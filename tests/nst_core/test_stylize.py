@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from nst_core.errors import InvalidSettingsError
-from nst_core.settings import make_settings
-from nst_core.stylize import StyleTransfer, preserve_colors, stylize_image
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.settings import make_settings
+from nst_video.nst_core.stylize import StyleTransfer, preserve_colors, stylize_image
 
 FAST = {"size": 64, "iterations": 30, "tolerance": 0.0}
 

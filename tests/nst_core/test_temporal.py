@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from nst_core.metrics import frame_changes
-from nst_core.settings import make_video_settings
-from nst_core.stylize import StyleTransfer
-from nst_core.temporal import FrameChain, still_mask
+from nst_video.nst_core.metrics import frame_changes
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.nst_core.stylize import StyleTransfer
+from nst_video.nst_core.temporal import FrameChain, still_mask
 
 BASE = {"size": 64, "tolerance": 0.0, "first_iterations": 8, "iterations": 3}
 
@@ -104,7 +104,7 @@ def test_temporal_term_leaves_moving_pixels_free(moving_frames, starry_64, vgg_w
 
 
 def test_reference_follows_a_changed_pixel_until_it_settles_then_holds_it():
-    from nst_core.temporal import Reference
+    from nst_video.nst_core.temporal import Reference
 
     still = np.zeros((1, 2, 3), "float32")
     moved = still.copy()

@@ -24,9 +24,9 @@ import h5py
 import numpy as np
 import pytest
 
-from nst_core import weights as W
-from nst_core.errors import WeightsError
-from nst_core.weights import cache, common, fetch, formats, legacy_torch, sources
+from nst_video.nst_core import weights as W
+from nst_video.nst_core.errors import WeightsError
+from nst_video.nst_core.weights import cache, common, fetch, formats, legacy_torch, sources
 
 # --------------------------------------------------------------- fake torch writer
 

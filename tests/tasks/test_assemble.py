@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.assemble import SEGMENT_CRF, reencodes, segment_crf
+from nst_video.tasks.assemble import SEGMENT_CRF, reencodes, segment_crf
 
 
 def test_segments_are_finer_only_when_assembly_encodes_again():

@@ -6,13 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nst_core.memory import Budget, estimate_bytes
-from nst_core.settings import make_settings, make_video_settings
-from nst_core.size import Size
-from tasks import video
-from tasks.memory_guard import plan_image_size, plan_video_size, stylize_image_within_memory
-from tasks.plan import Chunk
-from tasks.stylize import stylize_chunk
+from nst_video.nst_core.memory import Budget, estimate_bytes
+from nst_video.nst_core.settings import make_settings, make_video_settings
+from nst_video.nst_core.size import Size
+from nst_video.tasks import video
+from nst_video.tasks.memory_guard import (
+    plan_image_size,
+    plan_video_size,
+    stylize_image_within_memory,
+)
+from nst_video.tasks.plan import Chunk
+from nst_video.tasks.stylize import stylize_chunk
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.plan import job_id, plan_chunks
+from nst_video.tasks.plan import job_id, plan_chunks
 
 
 def _covered(chunks):

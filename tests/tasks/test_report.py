@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tasks import video
-from tasks.report import contact_sheet
+from nst_video.tasks import video
+from nst_video.tasks.report import contact_sheet
 from tests.media import FPS
 
 

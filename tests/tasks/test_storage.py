@@ -20,9 +20,9 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import EndpointConnectionError
 
-from nst_core.errors import InvalidInputError
-from tasks import storage
-from tasks.storage import (
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.tasks import storage
+from nst_video.tasks.storage import (
     Location,
     StorageError,
     StorageUnavailableError,
@@ -358,7 +358,7 @@ def test_multipart_upload_cut_by_an_outage_is_redone_and_the_orphan_aborted(
     )
     creates = fail_on(client, "CreateMultipartUpload", times=0)
     config = TransferConfig(multipart_threshold=MIB, multipart_chunksize=5 * MIB, max_concurrency=1)
-    caplog.set_level(logging.WARNING, logger="tasks.storage")
+    caplog.set_level(logging.WARNING, logger="nst_video.tasks.storage")
     uri = f"s3://{s3_bucket}/big.mp4"
     publish(big, uri, client=client, transfer_config=config)
     # First upload: part 1 fails 5 times, its abort 5 times. Second: 3 parts. Then our abort.
@@ -584,10 +584,10 @@ def test_brief_outage_during_upload_is_retried(
         except Exception as exc:  # reported by the assertion below
             outcome.append(exc)
 
-    caplog.set_level(logging.WARNING, logger="tasks.storage")
+    caplog.set_level(logging.WARNING, logger="nst_video.tasks.storage")
     # Prefect's logging set-up (run by earlier flow tests) disables loggers that existed
     # before it; this test reads this module's retry warning, so re-enable it here.
-    monkeypatch.setattr(logging.getLogger("tasks.storage"), "disabled", False)
+    monkeypatch.setattr(logging.getLogger("nst_video.tasks.storage"), "disabled", False)
     worker = threading.Thread(target=upload)
     worker.start()
     deadline = time.monotonic() + 10  # botocore's own retries come first: wait for ours

@@ -7,12 +7,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from nst_core.errors import InvalidInputError
-from nst_core.settings import make_video_settings
-from tasks import stylize as stylize_module
-from tasks import video
-from tasks.plan import Chunk
-from tasks.stylize import crossfade_frames, stylize_chunk
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.tasks import stylize as stylize_module
+from nst_video.tasks import video
+from nst_video.tasks.plan import Chunk
+from nst_video.tasks.stylize import crossfade_frames, stylize_chunk
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nst_core.errors import InvalidInputError
-from tasks import video
-from tasks.video import FFmpegError, probing, process
-from tasks.video import header as headers
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.tasks import video
+from nst_video.tasks.video import FFmpegError, probing, process
+from nst_video.tasks.video import header as headers
 from tests.media import FPS, SOLID_RGB, md5, rotated_clip
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "videos"
