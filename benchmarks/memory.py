@@ -83,6 +83,7 @@ def worker(height: int, width: int, precision: str, iterations: int = ITERATIONS
 
     from nst_video.nst_core.images import load_image, resize
     from nst_video.nst_core.settings import make_settings
+    from nst_video.nst_core.size import Size
     from nst_video.nst_core.stylize import StyleTransfer
 
     tf.get_logger().setLevel("ERROR")
@@ -90,7 +91,7 @@ def worker(height: int, width: int, precision: str, iterations: int = ITERATIONS
     if precision != "float32":
         values["precision"] = precision
     settings = make_settings(**values)
-    content = resize(load_image(CONTENT), height, width)
+    content = resize(load_image(CONTENT), Size(width, height))
     transfer = StyleTransfer([load_image(STYLE)], settings)
     gc.collect()
     build_peak = _status_bytes("VmHWM")

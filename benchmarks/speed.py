@@ -51,6 +51,7 @@ from benchmarks.common import (
 from benchmarks.torch_reference import TorchStepper, check_parity, nchw_targets
 from nst_video.nst_core.images import load_image, resize
 from nst_video.nst_core.settings import make_settings
+from nst_video.nst_core.size import Size
 from nst_video.nst_core.stepper import AdamConfig, Targets
 from nst_video.nst_core.stylize import StyleTransfer
 from nst_video.nst_core.tf_step import AdamStepper
@@ -194,12 +195,12 @@ def run(quick: bool = False) -> Report:
         TORCH: TorchStepper(settings),
         TORCH_BF16: TorchStepper(bf16),
     }
-    parity = check_parity(transfer, steppers[TORCH], resize(content, 64, 64))
+    parity = check_parity(transfer, steppers[TORCH], resize(content, Size(64, 64)))
     print(f"  torch reference parity: {parity}", flush=True)
 
     cases: list[Case] = []
     for size in SIZES:
-        image = resize(content, size, size)
+        image = resize(content, Size(size, size))
         for variant in VARIANTS:
             source = transfer_bf16 if variant == TF_BF16 else transfer
             targets = source.targets(image)

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_video.nst_core.errors import InvalidInputError
 from nst_video.nst_core.files import atomic_path, check_writable
+from nst_video.nst_core.size import Size
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs beyond ~14k x 14k
 
@@ -68,9 +69,9 @@ def save_image(image: np.ndarray, path: str | os.PathLike, quality: int = 92) ->
     return path
 
 
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize(image: np.ndarray, size: Size) -> np.ndarray:
     """Bicubic resize of a float (H, W, 3) or (B, H, W, 3) image, antialiased, clipped to [0, 1]."""
     from keras import ops  # here, so that reading images does not import TensorFlow
 
-    resized = ops.image.resize(image, (height, width), interpolation="bicubic", antialias=True)
+    resized = ops.image.resize(image, size.hw, interpolation="bicubic", antialias=True)
     return np.clip(np.asarray(ops.convert_to_numpy(resized)), 0.0, 1.0).astype("float32")

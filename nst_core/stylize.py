@@ -128,7 +128,7 @@ class StyleTransfer:
                 f"style image too small at style_scale {self.settings.style_scale}: "
                 f"{size} px, the layers need at least {self.min_side} px"
             )
-        return self.features(resize(style, *size.hw))[self.n_content :]
+        return self.features(resize(style, size))[self.n_content :]
 
     def targets(self, content: np.ndarray) -> Targets:
         """The targets of `content`'s stylization at `content`'s size."""
@@ -136,10 +136,10 @@ class StyleTransfer:
             self.features(content)[: self.n_content], self.style_grams(*content.shape[:2])
         )
 
-    def check_size(self, height: int, width: int) -> None:
-        if min(height, width) < self.min_side:
+    def check_size(self, size: Size) -> None:
+        if size.shortest < self.min_side:
             raise InvalidSettingsError(
-                f"image too small: {width}x{height} px, the chosen layers need at least "
+                f"image too small: {size} px, the chosen layers need at least "
                 f"{self.min_side} px on the shorter side"
             )
 
@@ -164,7 +164,7 @@ class StyleTransfer:
         Returns (image, curve, Adam state to carry on). `stop` defaults to the settings'
         early stop; `anchor` adds the temporal term (nst_core.temporal).
         """
-        self.check_size(*content.shape[:2])
+        self.check_size(Size.of(content))
         s = self.settings
         image, curve, state = self.stepper.run(
             init[None],
@@ -188,7 +188,7 @@ class StyleTransfer:
         """L-BFGS from `init` (optimizer "lbfgs": still images on TensorFlow only)."""
         from nst_video.nst_core.tf_step import run_lbfgs  # TensorFlow only: checked in __init__
 
-        self.check_size(*content.shape[:2])
+        self.check_size(Size.of(content))
         image, curve = run_lbfgs(
             self.loss_fn, init[None], iterations, self.targets(content), progress=progress
         )
@@ -199,14 +199,13 @@ def initial_image(
     content: np.ndarray, settings: StyleSettings, init_image: np.ndarray | None = None
 ) -> np.ndarray:
     """The starting pixels: the content, seeded uniform noise, or a given image."""
-    height, width = content.shape[:2]
     if settings.init == "noise":
         rng = np.random.default_rng(settings.seed)
         return rng.uniform(0.0, 1.0, size=content.shape).astype("float32")
     if settings.init == "image":
         if init_image is None:
             raise InvalidSettingsError("init 'image' needs an init image")
-        return resize(init_image, height, width)
+        return resize(init_image, Size.of(content))
     return content.copy()
 
 
@@ -222,10 +221,9 @@ def preserve_colors(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
     return np.clip(yuv @ np.linalg.inv(to_yuv).T, 0.0, 1.0).astype("float32")
 
 
-def pyramid_sizes(height: int, width: int, settings: StyleSettings) -> list[tuple[int, int]]:
+def pyramid_sizes(full: Size, settings: StyleSettings) -> list[Size]:
     """Output sizes from coarse to fine; the finest has its longest side at settings.size."""
-    full = Size(width, height)
-    return [full.scale_to(round(settings.size / 2**k)).hw for k in reversed(range(settings.scales))]
+    return [full.scale_to(round(settings.size / 2**k)) for k in reversed(range(settings.scales))]
 
 
 def stylize_image(
@@ -247,16 +245,16 @@ def stylize_image(
         raise InvalidInputError(f"content must be an RGB image, got shape {content.shape}")
     started = time.perf_counter()
     transfer = transfer or StyleTransfer(styles, settings, weights)
-    sizes = pyramid_sizes(*content.shape[:2], settings)
-    transfer.check_size(*sizes[0])
-    full = resize(content, *sizes[-1])
-    image = initial_image(resize(content, *sizes[0]), settings, init_image)
+    sizes = pyramid_sizes(Size.of(content), settings)
+    transfer.check_size(sizes[0])
+    full = resize(content, sizes[-1])
+    image = initial_image(resize(content, sizes[0]), settings, init_image)
     initial_loss = transfer.loss(initial_image(full, settings, init_image), full).total
     curve: list[float] = []
-    for level, (height, width) in enumerate(sizes):
-        level_content = resize(content, height, width)
+    for level, size in enumerate(sizes):
+        level_content = resize(content, size)
         if level:
-            image = resize(image, height, width)
+            image = resize(image, size)
 
         def report(i: int, loss: float, done: int = len(curve)) -> None:
             if progress:

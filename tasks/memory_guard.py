@@ -94,5 +94,5 @@ def stylize_image_within_memory(
         warn_if_reduced(plan, name)
     image, stats = stylize_image(content, styles, reduced_settings(settings, plan), **kwargs)
     if plan.reduced:
-        image = resize(image, *plan.requested.hw)
+        image = resize(image, plan.requested)
     return image, stats, plan

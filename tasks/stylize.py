@@ -65,7 +65,7 @@ def stylize_frames(
     frames = _as_float(read_frames(source, start, count, size=longest, info=info))
     for output, stats in chain.run(frames, cuts=cuts, start=start, progress=progress):
         if output_size and Size.of(output) != output_size:
-            output = resize(output, *output_size.hw)
+            output = resize(output, output_size)
         yield to_uint8(output), stats
 
 

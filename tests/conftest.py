@@ -34,7 +34,7 @@ def _small(path: Path, longest: int) -> np.ndarray:
     from nst_video.nst_core.size import Size
 
     image = load_image(path)
-    return resize(image, *Size.of(image).scale_to(longest).hw)
+    return resize(image, Size.of(image).scale_to(longest))
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,10 @@ import pytest
 from nst_video.nst_core.fast_train import FastTerms, Objective, Trainer, still_mask, style_grams
 from nst_video.nst_core.fastnet import FastNetConfig, build_fastnet
 from nst_video.nst_core.model import feature_model
+from nst_video.nst_core.settings import DEFAULT_STYLE_LAYERS
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = (
-    "block4_conv2",
-    "block1_conv1",
-    "block2_conv1",
-    "block3_conv1",
-    "block4_conv1",
-    "block5_conv1",
-)
+LAYERS = ("block4_conv2", *DEFAULT_STYLE_LAYERS)  # content first, then style
 TINY = FastNetConfig(width=8, residual_blocks=1)
 LEARNING_RATE = 3e-3
 

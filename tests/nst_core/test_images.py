@@ -6,6 +6,7 @@ from PIL import Image
 
 from nst_video.nst_core.errors import InvalidInputError
 from nst_video.nst_core.images import load_image, resize, save_image
+from nst_video.nst_core.size import Size
 
 
 def test_grayscale_png_becomes_rgb(tmp_path):
@@ -80,5 +81,5 @@ def test_save_refuses_missing_folder_and_unknown_extension(tmp_path):
 
 
 def test_resize_gives_the_asked_size():
-    out = resize(np.ones((10, 20, 3), "float32"), 5, 10)
+    out = resize(np.ones((10, 20, 3), "float32"), Size(10, 5))
     assert out.shape == (5, 10, 3) and np.allclose(out, 1.0)

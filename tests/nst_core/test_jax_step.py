@@ -32,18 +32,13 @@ from nst_video.nst_core.images import load_image, resize  # noqa: E402
 from nst_video.nst_core.jax_step import JaxAdamStepper  # noqa: E402
 from nst_video.nst_core.losses import LossWeights  # noqa: E402
 from nst_video.nst_core.model import feature_model  # noqa: E402
+from nst_video.nst_core.settings import DEFAULT_STYLE_LAYERS  # noqa: E402
+from nst_video.nst_core.size import Size  # noqa: E402
 from nst_video.nst_core.stepper import AdamConfig, Targets  # noqa: E402
 from nst_video.nst_core.weights import resolve_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = (
-    "block4_conv2",
-    "block1_conv1",
-    "block2_conv1",
-    "block3_conv1",
-    "block4_conv1",
-    "block5_conv1",
-)
+LAYERS = ("block4_conv2", *DEFAULT_STYLE_LAYERS)  # content first, then style
 WEIGHTS = LossWeights(1.0, 5.0, 0.1, (1.0,) * 5)
 ADAM = AdamConfig(learning_rate=0.02, beta1=0.9, beta2=0.999, epsilon=1e-8)
 STEPS = 10
@@ -105,8 +100,8 @@ def model():
 def images() -> dict[str, np.ndarray]:
     """A 32x32 content, a style image and a start half-way between content and noise."""
     assets = ROOT / "assets"
-    content = resize(load_image(assets / "content" / "bottles.jpg"), 32, 32)[None]
-    style = resize(load_image(assets / "styles" / "starry_night.jpg"), 32, 32)[None]
+    content = resize(load_image(assets / "content" / "bottles.jpg"), Size(32, 32))[None]
+    style = resize(load_image(assets / "styles" / "starry_night.jpg"), Size(32, 32))[None]
     noise = np.random.default_rng(7).random(content.shape, dtype=np.float32)
     init = np.clip(0.5 * content + 0.5 * noise, 0.0, 1.0).astype("float32")
     return {"content": content.astype("float32"), "style": style.astype("float32"), "init": init}
