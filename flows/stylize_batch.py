@@ -36,6 +36,16 @@ from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_video.nst_core.files import check_writable
 from nst_video.nst_core.settings import VideoSettings
 from nst_video.tasks import storage
+from nst_video.tasks.plan import (
+    CHUNK_FRAMES,
+    CRF,
+    OVERLAP,
+    ChunkFrames,
+    Crf,
+    MaxFrames,
+    Overlap,
+    WorkDir,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 OUTPUT_SUFFIX = ".mp4"
@@ -147,11 +157,11 @@ def stylize_batch(
     settings: VideoSettings | None = None,
     glob: str | None = None,
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2,
-    chunk_frames: Annotated[int, Field(ge=1)] = 48,
-    overlap: Annotated[int, Field(ge=0)] = 8,
-    max_frames: Annotated[int | None, Field(ge=1)] = None,
-    crf: Annotated[int, Field(ge=0, le=51)] = 18,
-    work_dir: str | None = None,
+    chunk_frames: ChunkFrames = CHUNK_FRAMES,
+    overlap: Overlap = OVERLAP,
+    max_frames: MaxFrames = None,
+    crf: Crf = CRF,
+    work_dir: WorkDir = None,
 ) -> dict:
     """Stylize every video under `source` into `destination`; -> the batch summary.
 

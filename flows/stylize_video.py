@@ -23,7 +23,19 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from nst_video.nst_core.settings import VideoSettings
 from nst_video.tasks import prefect_tasks, storage
 from nst_video.tasks.assemble import segment_crf
-from nst_video.tasks.plan import frame_range, job_id, plan_chunks
+from nst_video.tasks.plan import (
+    CHUNK_FRAMES,
+    CRF,
+    OVERLAP,
+    ChunkFrames,
+    Crf,
+    MaxFrames,
+    Overlap,
+    WorkDir,
+    frame_range,
+    job_id,
+    plan_chunks,
+)
 from nst_video.tasks.report import preview_markdown, summary_markdown
 from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
 from nst_video.tasks.video import read_frames
@@ -69,13 +81,13 @@ def stylize_video(
     styles: list[str],
     destination: str,
     settings: VideoSettings | None = None,
-    chunk_frames: int = 48,
-    overlap: int = 8,
+    chunk_frames: ChunkFrames = CHUNK_FRAMES,
+    overlap: Overlap = OVERLAP,
     start: float = 0.0,
     duration: float | None = None,
-    max_frames: int | None = None,
-    crf: int = 18,
-    work_dir: str | None = None,
+    max_frames: MaxFrames = None,
+    crf: Crf = CRF,
+    work_dir: WorkDir = None,
     batch_chunks: int = 1,
 ) -> dict:
     """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).

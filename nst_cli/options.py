@@ -138,30 +138,29 @@ def _option(name: str, kind: Any, default: Any, **option: Any) -> Parameter:
     )
 
 
-CHUNKING = (
-    _option("chunk_frames", int, 48, min=1, help="Frames per chunk (unit of parallel work)."),
-    _option("overlap", int, 8, min=0, help="Warm-up frames stylized before a chunk."),
-    _option("max_frames", int | None, None, help="Stylize at most this many frames."),
-    _option("crf", int, 18, min=0, max=51, help="H.264 quality (lower is better)."),
-    _option(
-        "work_dir",
-        Path | None,
-        None,
-        envvar="NST_WORK_DIR",
-        help="Staging folder for resumable jobs.",
-    ),
-)
+def _flow_option(name: str, alias: Any, default: Any) -> Parameter:
+    """The flag of a flow parameter declared in tasks/plan.py: its type, bounds and help."""
+    kind, field = get_args(alias)
+    bounds = {
+        option: getattr(rule, bound)
+        for rule in field.metadata
+        for option, bound in (("min", "ge"), ("max", "le"))
+        if hasattr(rule, bound)
+    }
+    extra = {"envvar": "NST_WORK_DIR"} if name == "work_dir" else {}
+    return _option(name, kind, default, help=field.description, **bounds, **extra)
+
+
+def _chunking() -> list[Parameter]:
+    from nst_video.tasks.plan import CHUNKING
+
+    return [_flow_option(name, alias, default) for name, (alias, default) in CHUNKING.items()]
 
 
 def chunking_options(command: Callable) -> Callable:
     """Decorator: adds --chunk-frames, --overlap, --max-frames, --crf and --work-dir; the
     command receives them as `chunking`, the keyword arguments of both flows."""
-
-    def fill(values: dict) -> dict:
-        work_dir = values["work_dir"]
-        return {"chunking": {**values, "work_dir": str(work_dir) if work_dir else None}}
-
-    return _with_parameters(command, list(CHUNKING), fill, ("chunking",))
+    return _with_parameters(command, _chunking(), lambda given: {"chunking": given}, ("chunking",))
 
 
 def _with_parameters(

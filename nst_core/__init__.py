@@ -6,7 +6,7 @@ Pure TensorFlow/Keras + numpy: no Prefect, no ffmpeg, no boto3. Usable as a libr
     image, stats = stylize_image(load_image("photo.jpg"), [load_image("style.jpg")],
                                  make_settings(size=256, iterations=200))
 
-Names are imported lazily so that `import nst_core.errors` (or the CLI's --help) does not
+Names are imported lazily so that `import nst_video.nst_core.errors` (or the CLI's --help) does not
 pay for importing TensorFlow.
 """
 

@@ -13,9 +13,29 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.tasks.video import VideoInfo
+
+# The chunking parameters of both flows, declared once: Prefect validates flow parameters
+# against these bounds, and the CLI's --chunk-frames ... --work-dir flags read their help,
+# bounds and defaults from CHUNKING.
+ChunkFrames = Annotated[int, Field(ge=1, description="Frames per chunk (unit of parallel work).")]
+Overlap = Annotated[int, Field(ge=0, description="Warm-up frames stylized before a chunk.")]
+MaxFrames = Annotated[int | None, Field(ge=1, description="Stylize at most this many frames.")]
+Crf = Annotated[int, Field(ge=0, le=51, description="H.264 quality (lower is better).")]
+WorkDir = Annotated[str | None, Field(description="Staging folder for resumable jobs.")]
+CHUNK_FRAMES, OVERLAP, CRF = 48, 8, 18
+CHUNKING = {
+    "chunk_frames": (ChunkFrames, CHUNK_FRAMES),
+    "overlap": (Overlap, OVERLAP),
+    "max_frames": (MaxFrames, None),
+    "crf": (Crf, CRF),
+    "work_dir": (WorkDir, None),
+}
 
 
 @dataclass(frozen=True)

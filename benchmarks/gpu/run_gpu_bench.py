@@ -34,12 +34,15 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave memory for PyTorch
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+if "nst_video" not in sys.modules:  # the device machine runs the checkout, not an install
+    sys.modules["nst_video"] = types.ModuleType("nst_video")
+    sys.modules["nst_video"].__path__ = [str(Path(__file__).resolve().parents[2])]
 
 import numpy as np  # noqa: E402
 

@@ -163,7 +163,7 @@ def test_bad_chunking_names_its_flag(flag, value, tmp_path, capsys):
 
 def test_help_does_not_import_tensorflow():
     code = (
-        "import sys; from nst_cli.main import main\n"
+        "import sys; from nst_video.nst_cli.main import main\n"
         "for args in (['--help'], ['image', '--help'], ['video', '--help'], ['batch', '--help']):\n"
         "    assert main(args) == 0\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
