@@ -84,6 +84,7 @@ def worker(height: int, width: int, precision: str, iterations: int = ITERATIONS
     from nst_video.nst_core.images import load_image, resize
     from nst_video.nst_core.settings import make_settings
     from nst_video.nst_core.size import Size
+    from nst_video.nst_core.stepper import RunRequest
     from nst_video.nst_core.stylize import StyleTransfer
 
     tf.get_logger().setLevel("ERROR")
@@ -100,7 +101,7 @@ def worker(height: int, width: int, precision: str, iterations: int = ITERATIONS
     targets = transfer.targets(content)
     after_targets = _status_bytes("VmHWM")
     started = time.perf_counter()
-    _, curve, _ = transfer.stepper.run(content[None], iterations, targets)
+    _, curve, _ = transfer.stepper.run(RunRequest(content[None], iterations, targets))
     seconds = time.perf_counter() - started
     peak = _status_bytes("VmHWM")
     if len(curve) != iterations or not all(math.isfinite(v) for v in curve.total):

@@ -52,7 +52,7 @@ from benchmarks.torch_reference import TorchStepper, check_parity, nchw_targets
 from nst_video.nst_core.images import load_image, resize
 from nst_video.nst_core.settings import make_settings
 from nst_video.nst_core.size import Size
-from nst_video.nst_core.stepper import AdamConfig, Targets
+from nst_video.nst_core.stepper import AdamConfig, RunRequest, Targets
 from nst_video.nst_core.stylize import StyleTransfer
 from nst_video.nst_core.tf_step import AdamStepper
 
@@ -124,7 +124,8 @@ class Case:
         state = None if fresh else self.state
         counters = cpu_counters()
         started = time.perf_counter()
-        _, curve, state = self.stepper.run(self.init, iterations, self.targets, state=state)
+        request = RunRequest(self.init, iterations, self.targets, state=state)
+        _, curve, state = self.stepper.run(request)
         seconds = time.perf_counter() - started
         others = interference(counters, cpu_counters())
         if len(curve) != iterations:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -32,10 +31,9 @@ from nst_video.nst_core.stepper import (
     AdamConfig,
     BatchStepper,
     EarlyStop,
-    LossCurve,
-    Progress,
+    RunRequest,
+    RunResult,
     Stepper,
-    Stop,
     Targets,
     TemporalAnchor,
 )
@@ -43,17 +41,11 @@ from nst_video.nst_core.stepper import (
 
 @dataclass
 class _Call:
-    """One thread's `run` call, waiting for its result."""
+    """One thread's `run` request, waiting for its result."""
 
-    init: np.ndarray
-    iterations: int
-    targets: Targets
-    anchor: TemporalAnchor | None = None
-    state: Any = None
-    stop: Stop | None = None
-    progress: Progress | None = None
+    request: RunRequest
     done: threading.Event = field(default_factory=threading.Event)
-    result: tuple[np.ndarray, LossCurve, Any] | None = None
+    result: RunResult | None = None
     error: BaseException | None = None
 
     def key(self) -> tuple:
@@ -62,16 +54,17 @@ class _Call:
         A batch runs one EarlyStop on its mean loss, so calls share one only with equal
         early-stop settings; any other `Stop` is the caller's own and runs alone.
         """
-        stop = self.stop
+        r = self.request
+        stop = r.stop
         if isinstance(stop, EarlyStop):
             stop = (stop.tolerance, stop.patience)
         elif stop is not None:
             stop = id(stop)
         return (
-            tuple(self.init.shape[1:]),
-            self.iterations,
-            None if self.anchor is None else float(self.anchor.weight),
-            tuple(id(g) for g in self.targets.style_grams),
+            tuple(r.init.shape[1:]),
+            r.iterations,
+            None if r.anchor is None else float(r.anchor.weight),
+            tuple(id(g) for g in r.targets.style_grams),
             stop,
         )
 
@@ -122,18 +115,8 @@ class BatchingStepper(Stepper):
                 self._joined -= 1
                 self._arrived.notify_all()
 
-    def run(
-        self,
-        init: np.ndarray,
-        iterations: int,
-        targets: Targets,
-        *,
-        anchor: TemporalAnchor | None = None,
-        state: Any = None,
-        stop: Stop | None = None,
-        progress: Progress | None = None,
-    ) -> tuple[np.ndarray, LossCurve, Any]:
-        call = _Call(init, iterations, targets, anchor, state, stop, progress)
+    def run(self, request: RunRequest) -> RunResult:
+        call = _Call(request)
         with self._arrived:
             self._pending.append(call)
             self._arrived.notify_all()
@@ -171,35 +154,34 @@ class BatchingStepper(Stepper):
     def _execute(self, group: list[_Call]) -> None:
         self.batch_sizes.append(len(group))
         if len(group) == 1:
-            c = group[0]
-            c.result = self.stepper.run(
-                c.init, c.iterations, c.targets,
-                anchor=c.anchor, state=c.state, stop=c.stop, progress=c.progress,
-            )  # fmt: skip
+            group[0].result = self.stepper.run(group[0].request)
             return
-        first = group[0]
+        requests = [call.request for call in group]
+        first = requests[0]
         stack = self.stepper.concatenate
         stop = first.stop
         if isinstance(stop, EarlyStop):
             stop = EarlyStop(stop.tolerance, stop.patience)
-        contents = zip(*(c.targets.content for c in group), strict=True)
+        contents = zip(*(r.targets.content for r in requests), strict=True)
         image, curve, state = self.stepper.run(
-            np.concatenate([c.init for c in group]),
-            first.iterations,
-            Targets([stack(parts) for parts in contents], first.targets.style_grams),
-            anchor=self._stacked_anchor(group),
-            state=self.stepper.concatenate_states([(c.state, c.init.shape) for c in group]),
-            stop=stop,
+            RunRequest(
+                np.concatenate([r.init for r in requests]),
+                first.iterations,
+                Targets([stack(parts) for parts in contents], first.targets.style_grams),
+                anchor=self._stacked_anchor(requests),
+                state=self.stepper.concatenate_states([(r.state, r.init.shape) for r in requests]),
+                stop=stop,
+            )
         )
         for k, call in enumerate(group):
-            if call.progress:
+            if call.request.progress:
                 for i, loss in enumerate(curve.total, start=1):
-                    call.progress(i, loss)
-            call.result = (image[k : k + 1], curve, self.stepper.state_slice(state, k))
+                    call.request.progress(i, loss)
+            call.result = RunResult(image[k : k + 1], curve, self.stepper.state_slice(state, k))
 
-    def _stacked_anchor(self, group: list[_Call]) -> TemporalAnchor | None:
-        """The group's anchors as one (equal keys: all None, or all with the same weight)."""
-        anchors = [c.anchor for c in group if c.anchor is not None]
+    def _stacked_anchor(self, requests: list[RunRequest]) -> TemporalAnchor | None:
+        """The requests' anchors as one (equal keys: all None, or all with the same weight)."""
+        anchors = [r.anchor for r in requests if r.anchor is not None]
         if not anchors:
             return None
         stack = self.stepper.concatenate

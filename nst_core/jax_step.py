@@ -40,6 +40,8 @@ from nst_video.nst_core.stepper import (
     LossCurve,
     LossTerms,
     Progress,
+    RunRequest,
+    RunResult,
     Stop,
     Targets,
     TemporalAnchor,
@@ -107,6 +109,7 @@ class JaxAdamStepper(BatchStepper):
     `model` is nst_core.model.feature_model(...) (content layers first, then style layers).
     `precision` is JAX's default matmul/conv precision while tracing ("float32" for true
     float32, "tensorfloat32" for TF32 tensor cores; None keeps JAX's default).
+    `sync_every` is how many steps run on the device between reads of the loss terms.
     """
 
     def __init__(
@@ -118,8 +121,10 @@ class JaxAdamStepper(BatchStepper):
         *,
         compute_dtype: str = "float32",
         precision: str | None = None,
+        sync_every: int = 10,
     ) -> None:
         self.config = config or AdamConfig()
+        self.sync_every = sync_every
         self.n_content = n_content
         self.loss_weights = weights
         self.precision = precision
@@ -258,36 +263,27 @@ class JaxAdamStepper(BatchStepper):
             steps=steps,
         )
 
-    def run(
-        self,
-        init: np.ndarray,
-        iterations: int,
-        targets: Targets,
-        *,
-        anchor: TemporalAnchor | None = None,
-        state: JaxAdamState | None = None,
-        stop: Stop | None = None,
-        progress: Progress | None = None,
-        sync_every: int = 10,
-    ) -> tuple[np.ndarray, LossCurve, JaxAdamState]:
-        """Optimize from `init` (B, H, W, 3 in [0, 1]); see `Stepper.run`.
+    def run(self, request: RunRequest) -> RunResult:
+        """Optimize as `request` says; see `Stepper.run`.
 
-        The curve holds the batch mean of each term of the image before each update. `stop`
-        is checked every `sync_every` steps: a stop may come up to `sync_every - 1` steps
-        after the plateau.
+        The curve holds the batch mean of each term of the image before each update. The
+        stop is checked every `sync_every` steps: a stop may come up to `sync_every - 1`
+        steps after the plateau.
         """
-        image = jnp.array(init, jnp.float32)
-        if state is None or state.shape != tuple(init.shape):
-            state = JaxAdamState.zeros(init.shape)
+        r = request
+        image = jnp.array(r.init, jnp.float32)
+        state = r.state
+        if state is None or state.shape != tuple(r.init.shape):
+            state = JaxAdamState.zeros(r.init.shape)
         else:  # `steps` donates its state: copy the caller's, which a fork may share
             state = jax.tree.map(jnp.array, state)
         curve = LossCurve()
-        while len(curve) < iterations:
-            n = min(sync_every, iterations - len(curve))
-            image, state, terms = self.steps(image, state, targets, n, anchor)
-            if self._record(np.asarray(terms).mean(axis=1), curve, stop, progress):
+        while len(curve) < r.iterations:
+            n = min(self.sync_every, r.iterations - len(curve))
+            image, state, terms = self.steps(image, state, r.targets, n, r.anchor)
+            if self._record(np.asarray(terms).mean(axis=1), curve, r.stop, r.progress):
                 break
-        return np.asarray(image), curve, state
+        return RunResult(np.asarray(image), curve, state)
 
     @staticmethod
     def _record(

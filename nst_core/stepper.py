@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -131,26 +131,41 @@ class TemporalAnchor:
     weight: float
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """One optimization: `iterations` Adam steps from `init` (B, H, W, 3 in [0, 1]).
+
+    `anchor` adds the temporal term; `state` is the Adam state a previous run returned (None:
+    fresh moments); `stop` may end the run early; `progress(step, total loss)` is called
+    after every recorded step.
+    """
+
+    init: np.ndarray
+    iterations: int
+    targets: Targets
+    anchor: TemporalAnchor | None = None
+    state: Any = None
+    stop: Stop | None = None
+    progress: Progress | None = None
+
+
+class RunResult(NamedTuple):
+    """The image after the last update, the curve, and the state to carry to the next run."""
+
+    image: np.ndarray
+    curve: LossCurve
+    state: Any
+
+
 class Stepper(Protocol):
     """Runs Adam on images; `state` (the moments) is the stepper's own, opaque to callers."""
 
     config: AdamConfig
 
-    def run(
-        self,
-        init: np.ndarray,
-        iterations: int,
-        targets: Targets,
-        *,
-        anchor: TemporalAnchor | None = None,
-        state: Any = None,
-        stop: Stop | None = None,
-        progress: Progress | None = None,
-    ) -> tuple[np.ndarray, LossCurve, Any]:
-        """Optimize from `init`; returns (image, loss curve, state to carry to the next run).
-
-        The loss recorded at step i is that of the image before update i. A returned state is
-        never changed by later runs, so it may be shared (a forked frame chain).
+    def run(self, request: RunRequest) -> RunResult:
+        """Optimize as `request` says. The loss recorded at step i is that of the image before
+        update i. A returned state is never changed by later runs, so it may be shared (a
+        forked frame chain).
         """
         ...
 

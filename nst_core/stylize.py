@@ -29,6 +29,7 @@ from nst_video.nst_core.stepper import (
     LossCurve,
     LossTerms,
     Progress,
+    RunRequest,
     Stop,
     Targets,
     TemporalAnchor,
@@ -167,13 +168,15 @@ class StyleTransfer:
         self.check_size(Size.of(content))
         s = self.settings
         image, curve, state = self.stepper.run(
-            init[None],
-            iterations,
-            self.targets(content),
-            anchor=anchor,
-            state=state,
-            stop=EarlyStop(s.tolerance, s.patience) if stop is None else stop,
-            progress=progress,
+            RunRequest(
+                init[None],
+                iterations,
+                self.targets(content),
+                anchor=anchor,
+                state=state,
+                stop=EarlyStop(s.tolerance, s.patience) if stop is None else stop,
+                progress=progress,
+            )
         )
         return image[0], curve, state
 

@@ -19,8 +19,9 @@ from nst_video.nst_core.stepper import (
     LossCurve,
     LossTerms,
     Progress,
+    RunRequest,
+    RunResult,
     Stepper,
-    Stop,
     Targets,
     TemporalAnchor,
 )
@@ -83,34 +84,26 @@ class AdamStepper(Stepper):
         update = c.learning_rate * m_hat / (tf.sqrt(v_hat) + c.epsilon)
         return tf.clip_by_value(image - update, 0.0, 1.0), m, v, t, tf.stack(terms)
 
-    def run(
-        self,
-        init: np.ndarray,
-        iterations: int,
-        targets: Targets,
-        *,
-        anchor: TemporalAnchor | None = None,
-        state: AdamState | None = None,
-        stop: Stop | None = None,
-        progress: Progress | None = None,
-    ) -> tuple[np.ndarray, LossCurve, AdamState]:
-        """Optimize from `init` (B, H, W, 3 in [0, 1]); see `Stepper.run`."""
-        image = tf.convert_to_tensor(init, dtype=tf.float32)
-        if state is None or state.shape != tuple(init.shape):
-            state = AdamState.zeros(init.shape)
+    def run(self, request: RunRequest) -> RunResult:
+        """Optimize as `request` says; see `Stepper.run`."""
+        r = request
+        image = tf.convert_to_tensor(r.init, dtype=tf.float32)
+        state = r.state
+        if state is None or state.shape != tuple(r.init.shape):
+            state = AdamState.zeros(r.init.shape)
         m, v, t = state.m, state.v, state.t
-        content, grams = list(targets.content), list(targets.style_grams)
-        anchor_tensors = _anchor_tensors(anchor)
+        content, grams = list(r.targets.content), list(r.targets.style_grams)
+        anchor_tensors = _anchor_tensors(r.anchor)
         curve = LossCurve()
-        for i in range(iterations):
+        for i in range(r.iterations):
             image, m, v, t, terms = self._step(image, m, v, t, content, grams, anchor_tensors)
             step_terms = LossTerms.of(terms.numpy())
             curve.append(step_terms)
-            if progress:
-                progress(i + 1, step_terms.total)
-            if stop and stop.update(step_terms):
+            if r.progress:
+                r.progress(i + 1, step_terms.total)
+            if r.stop and r.stop.update(step_terms):
                 break
-        return image.numpy(), curve, AdamState(m, v, t)
+        return RunResult(image.numpy(), curve, AdamState(m, v, t))
 
 
 def _anchor_tensors(anchor: TemporalAnchor | None) -> tuple[tf.Tensor, ...] | None:

@@ -21,6 +21,8 @@ from nst_video.nst_core.stepper import (
     EarlyStop,
     LossCurve,
     LossTerms,
+    RunRequest,
+    RunResult,
     Targets,
     TemporalAnchor,
 )
@@ -38,12 +40,13 @@ class NumpyStepper(BatchStepper):
     def __init__(self) -> None:
         self.batches: list[int] = []
 
-    def run(self, init, iterations, targets, *, anchor=None, state=None, stop=None, progress=None):
+    def run(self, request: RunRequest) -> RunResult:
+        init, anchor, state, stop = request.init, request.anchor, request.state, request.stop
         self.batches.append(len(init))
-        image, target = init.copy(), targets.content[0]
+        image, target = init.copy(), request.targets.content[0]
         steps = np.zeros(len(init)) if state is None else state.copy()
         curve = LossCurve()
-        for _ in range(iterations):
+        for _ in range(request.iterations):
             curve.append(LossTerms.of([np.abs(image - target).mean(), 0, 0, 0, 0]))
             image += 0.1 * (target - image)
             if anchor is not None:
@@ -51,7 +54,7 @@ class NumpyStepper(BatchStepper):
             steps += 1
             if stop is not None and stop.update(curve.last()):
                 break
-        return image, curve, steps
+        return RunResult(image, curve, steps)
 
     def concatenate(self, parts):
         return np.concatenate(parts)
@@ -92,14 +95,15 @@ def _run_chain(stepper, calls: list[dict], barrier: threading.Barrier | None = N
             barrier.wait()  # every chain has joined before any calls: full rounds from the start
         state, results = None, []
         for call in calls:
-            image, curve, state = stepper.run(**call, state=state)
+            image, curve, state = stepper.run(RunRequest(**call, state=state))
             results.append((image, curve.total, state))
         return results
 
 
 def test_calls_group_by_key_in_arrival_order_and_split_at_max_batch():
     def call(name: float, shape=(1, 4, 4, 3), iterations=3, **extra) -> _Call:
-        return _Call(np.full(shape, name, "float32"), iterations, Targets([], GRAMS), **extra)
+        init = np.full(shape, name, "float32")
+        return _Call(RunRequest(init, iterations, Targets([], GRAMS), **extra))
 
     anchor = TemporalAnchor(None, None, 0.5)
     calls = [
@@ -115,7 +119,7 @@ def test_calls_group_by_key_in_arrival_order_and_split_at_max_batch():
         call(9),
     ]
     batches = group_calls(calls, max_batch=3)
-    assert [[int(c.init.flat[0]) for c in batch] for batch in batches] == [
+    assert [[int(c.request.init.flat[0]) for c in batch] for batch in batches] == [
         [0, 1, 3],
         [6, 9],
         [2],
@@ -131,10 +135,10 @@ def test_calls_with_their_own_stop_or_other_style_targets_run_alone():
             return False
 
     calls = [
-        _Call(_frame(0), 3, Targets([], GRAMS), stop=Never()),
-        _Call(_frame(1), 3, Targets([], GRAMS), stop=Never()),
-        _Call(_frame(2), 3, Targets([], [np.ones((1, 2, 2), "float32")])),
-        _Call(_frame(3), 3, Targets([], GRAMS)),
+        _Call(RunRequest(_frame(0), 3, Targets([], GRAMS), stop=Never())),
+        _Call(RunRequest(_frame(1), 3, Targets([], GRAMS), stop=Never())),
+        _Call(RunRequest(_frame(2), 3, Targets([], [np.ones((1, 2, 2), "float32")]))),
+        _Call(RunRequest(_frame(3), 3, Targets([], GRAMS))),
     ]
     assert [len(batch) for batch in group_calls(calls, max_batch=4)] == [1, 1, 1, 1]
 
@@ -184,7 +188,7 @@ def test_a_round_larger_than_max_batch_runs_as_several_batches():
 
 def test_an_error_reaches_every_chain_of_the_batch():
     class Broken(NumpyStepper):
-        def run(self, *args, **kwargs):
+        def run(self, request):
             raise RuntimeError("out of memory (injected)")
 
     batching = BatchingStepper(Broken(), max_batch=2, wait_s=600)

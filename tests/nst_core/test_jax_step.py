@@ -34,7 +34,7 @@ from nst_video.nst_core.losses import LossWeights  # noqa: E402
 from nst_video.nst_core.model import feature_model  # noqa: E402
 from nst_video.nst_core.settings import DEFAULT_STYLE_LAYERS  # noqa: E402
 from nst_video.nst_core.size import Size  # noqa: E402
-from nst_video.nst_core.stepper import AdamConfig, Targets  # noqa: E402
+from nst_video.nst_core.stepper import AdamConfig, RunRequest, Targets  # noqa: E402
 from nst_video.nst_core.weights import resolve_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ TF_REFERENCE = textwrap.dedent(
     import tensorflow as tf
     from nst_video.nst_core.losses import LossWeights, gram_matrix
     from nst_video.nst_core.model import feature_model, preprocess
-    from nst_video.nst_core.stepper import AdamConfig, Targets
+    from nst_video.nst_core.stepper import AdamConfig, RunRequest, Targets
     from nst_video.nst_core.tf_step import AdamStepper
     from nst_video.nst_core.weights import resolve_weights
 
@@ -80,7 +80,7 @@ TF_REFERENCE = textwrap.dedent(
         tape.watch(image)
         terms = stepper.loss_fn(image, targets).values()
     grad = tape.gradient(terms[0], image)
-    _, curve, _ = stepper.run(data["init"], args["steps"], targets)
+    _, curve, _ = stepper.run(RunRequest(data["init"], args["steps"], targets))
     np.savez(args["output"], terms=np.stack([t.numpy() for t in terms]), grad=grad.numpy(),
              curve=np.array(curve.total))
     """
@@ -153,7 +153,8 @@ def test_float32_terms_gradient_and_curve_match_tensorflow(stepper, images, tmp_
     reference = _tf_reference(images, tmp_path)
     targets = stepper.targets(images["content"], images["style"])
     terms, grad = stepper.loss_and_grad(images["init"], targets)
-    _, curve, _ = stepper.run(images["init"], STEPS, targets, sync_every=4)
+    stepper.sync_every = 4  # several device scans per run
+    _, curve, _ = stepper.run(RunRequest(images["init"], STEPS, targets))
     term_errors = np.abs(terms[0, :4] - reference["terms"][:4]) / np.abs(reference["terms"][:4])
     print(
         "term rel errors",
@@ -170,7 +171,7 @@ def test_float32_terms_gradient_and_curve_match_tensorflow(stepper, images, tmp_
 
 def test_adam_lowers_the_loss_and_keeps_pixels_in_range(stepper, images):
     targets = stepper.targets(images["content"], images["style"])
-    image, curve, state = stepper.run(images["init"], 30, targets)
+    image, curve, state = stepper.run(RunRequest(images["init"], 30, targets))
     assert len(curve) == 30 and len(curve.style) == 30 and float(state.t.max()) == 30
     assert curve.total[-1] < 0.7 * curve.total[0]
     assert image.min() >= 0.0 and image.max() <= 1.0
@@ -200,7 +201,7 @@ def test_bfloat16_step_tracks_float32(model, stepper, images):
     print("bf16 total rel", abs(terms16[0, 0] / terms32[0, 0] - 1), "grad cosine", cosine)
     assert abs(terms16[0, 0] / terms32[0, 0] - 1) < 2e-2
     assert cosine > 0.99
-    _, curve, _ = mixed.run(images["init"], 30, targets)
+    _, curve, _ = mixed.run(RunRequest(images["init"], 30, targets))
     assert curve.total[-1] < 0.7 * curve.total[0]
 
 

@@ -3,7 +3,7 @@ import tensorflow as tf
 
 from nst_video.nst_core.losses import LossWeights
 from nst_video.nst_core.model import preprocess
-from nst_video.nst_core.stepper import AdamConfig, EarlyStop, LossTerms, Targets
+from nst_video.nst_core.stepper import AdamConfig, EarlyStop, LossTerms, RunRequest, Targets
 from nst_video.nst_core.tf_step import AdamStepper, run_lbfgs
 
 # A toy problem with a known optimum: an identity "model" with one content layer and no
@@ -46,7 +46,7 @@ def test_early_stop_disabled_with_zero_tolerance():
 def test_adam_reaches_the_optimum_and_stays_in_range():
     target = np.full((1, 4, 4, 3), 0.7, "float32")
     stepper = _stepper(AdamConfig(learning_rate=0.05, beta1=0.9, epsilon=1e-8))
-    image, curve, state = stepper.run(np.zeros_like(target), 300, _targets(target))
+    image, curve, state = stepper.run(RunRequest(np.zeros_like(target), 300, _targets(target)))
     assert np.abs(image - 0.7).max() < 0.02
     assert curve.total[-1] < curve.total[0] * 1e-3
     assert float(state.t.numpy()) == 300
@@ -55,8 +55,8 @@ def test_adam_reaches_the_optimum_and_stays_in_range():
 def test_adam_state_carries_over_between_runs():
     target = np.full((1, 2, 2, 3), 0.5, "float32")
     stepper = _stepper(AdamConfig())
-    _, _, state = stepper.run(np.zeros_like(target), 10, _targets(target))
-    _, _, again = stepper.run(np.zeros_like(target), 5, _targets(target), state=state)
+    _, _, state = stepper.run(RunRequest(np.zeros_like(target), 10, _targets(target)))
+    _, _, again = stepper.run(RunRequest(np.zeros_like(target), 5, _targets(target), state=state))
     assert float(again.t.numpy()) == 15 and float(state.t.numpy()) == 10
 
 
@@ -74,5 +74,5 @@ def test_a_fresh_adam_state_reuses_the_compiled_step():
     targets = _targets(np.full((1, 4, 4, 3), 0.7, "float32"))
     stepper = _stepper(AdamConfig())
     for _ in range(3):
-        stepper.run(np.zeros((1, 4, 4, 3), "float32"), 2, targets)
+        stepper.run(RunRequest(np.zeros((1, 4, 4, 3), "float32"), 2, targets))
     assert stepper._step.experimental_get_tracing_count() == 1
