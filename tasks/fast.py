@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nst_video.nst_core.errors import InvalidSettingsError
-from nst_video.nst_core.fast_model import ModelCard, file_sha256, load_fast_model
+from nst_video.nst_core.fast_model import ModelCard, file_sha256, load_fast_model, read_card
 from nst_video.nst_core.fast_stylize import (
     DEFAULT_BATCH,
     for_precision,
@@ -82,6 +82,7 @@ def cached_network(
     makes chunk threads that start together share one load, like tasks.stylize's
     cached_transfer.
     """
+    read_card(model)  # a missing, empty or foreign file fails here, on one line
     styles = tuple(file_sha256(path) for path in style_paths)
     key = (str(Path(model).resolve()), file_sha256(model), styles, precision)
     with _NETWORKS_LOCK:

@@ -63,7 +63,7 @@ def summary_markdown(manifest: dict, results: Sequence[ChunkResult]) -> str:
 
 
 def _mode_line(manifest: dict) -> str:
-    """"optimize", or "fast" with the model's URI and sha256."""
+    """The mode, with the model's URI and sha256 in fast mode."""
     mode = manifest.get("mode", "optimize")
     if model := manifest.get("model"):
         return f"{mode} (model `{model['uri']}`, sha256 `{model['sha256'][:16]}`)"
