@@ -231,9 +231,8 @@ def stylize_video(
 
 
 def _check_mode(mode: str, model: str | None) -> bool:
-    """Whether the run is in fast mode; a model given in optimization mode is refused."""
-    if mode not in fast.MODES:
-        raise InvalidSettingsError(f"invalid mode {mode!r}: choose from {', '.join(fast.MODES)}")
+    """Whether the run is in fast mode (Prefect has checked `mode` against Mode); a model
+    given in optimization mode is refused rather than ignored."""
     if mode != "fast" and model is not None:
         raise InvalidSettingsError("a model is only used with --mode fast")
     return mode == "fast"

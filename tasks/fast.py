@@ -40,8 +40,6 @@ from nst_video.tasks.stylize import (
 )
 from nst_video.tasks.video import VideoInfo, probe, read_frames, write_frames
 
-MODES = ("optimize", "fast")
-
 
 def model_needed(styles: Sequence[str], videos: Sequence[str], settings: VideoSettings) -> Path:
     """The model to use when none is given: training on the fly is not available yet.

@@ -148,3 +148,12 @@ def test_model_for_other_styles_fails_before_any_chunk(
 def test_model_without_fast_mode_is_refused(prefect_api_url, basic, style, model, tmp_path):
     with pytest.raises(InvalidSettingsError, match="only used with --mode fast"):
         stylize_video(str(basic), [style], str(tmp_path / "o.mp4"), SETTINGS, model=str(model))
+
+
+def test_fast_mode_without_a_model_says_training_is_not_available(
+    prefect_api_url, basic, style, tmp_path
+):
+    out = tmp_path / "o.mp4"
+    with pytest.raises(InvalidSettingsError, match="--mode fast needs --model"):
+        stylize_video(str(basic), [style], str(out), SETTINGS, mode="fast")
+    assert not out.exists()
