@@ -29,6 +29,7 @@ from nst_video.tasks.plan import (
     CHUNK_FRAMES,
     CRF,
     OVERLAP,
+    Chunk,
     ChunkFrames,
     Crf,
     MaxFrames,
@@ -156,28 +157,21 @@ def stylize_video(
         "processing": sizing.processing,
         "output_size": sizing.requested if sizing.reduced else None,
     }
-    segments = [str(job_dir / "chunks" / f"{chunk.name}.mp4") for chunk in chunks]
     if is_fast:
-        futures = [
-            prefect_tasks.stylize_chunk_fast.submit(
-                local_source, str(local_model), local_styles, settings, chunk, segment, **common
-            )
-            for chunk, segment in zip(chunks, segments, strict=True)
-        ]
+        futures = _submit_fast_chunks(
+            chunks, job_dir, local_source, local_model, local_styles, settings, **common
+        )
     else:
-        futures = [
-            prefect_tasks.stylize_chunk.submit(
-                local_source,
-                local_styles,
-                settings,
-                chunk,
-                segment,
-                cuts=cuts,
-                batch=batch_chunks,
-                **common,
-            )
-            for chunk, segment in zip(chunks, segments, strict=True)
-        ]
+        futures = _submit_chunks(
+            chunks,
+            job_dir,
+            local_source,
+            local_styles,
+            settings,
+            cuts=cuts,
+            batch=batch_chunks,
+            **common,
+        )
     results: list[ChunkResult] = []
     for future in as_completed(futures):
         result = future.result()  # a failed chunk raises here and fails the flow
@@ -228,6 +222,45 @@ def stylize_video(
     _publish_artifacts(manifest, results, final, destination)
     shutil.rmtree(job_dir, ignore_errors=True)
     return manifest
+
+
+def _segment(job_dir: Path, chunk: Chunk) -> str:
+    return str(job_dir / "chunks" / f"{chunk.name}.mp4")
+
+
+def _submit_chunks(
+    chunks: list[Chunk],
+    job_dir: Path,
+    source: str,
+    styles: list[str],
+    settings: VideoSettings,
+    **params,
+) -> list:
+    """One optimization stylize-chunk task per chunk."""
+    return [
+        prefect_tasks.stylize_chunk.submit(
+            source, styles, settings, chunk, _segment(job_dir, chunk), **params
+        )
+        for chunk in chunks
+    ]
+
+
+def _submit_fast_chunks(
+    chunks: list[Chunk],
+    job_dir: Path,
+    source: str,
+    model: Path,
+    styles: list[str],
+    settings: VideoSettings,
+    **params,
+) -> list:
+    """One fast-mode chunk task per chunk: the same segments and markers, no warm-up."""
+    return [
+        prefect_tasks.stylize_chunk_fast.submit(
+            source, str(model), styles, settings, chunk, _segment(job_dir, chunk), **params
+        )
+        for chunk in chunks
+    ]
 
 
 def _check_mode(mode: str, model: str | None) -> bool:
