@@ -31,11 +31,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from nst_video.flows.stylize_video import stylize_video
+from nst_video.flows.stylize_video import Mode, stylize_video
 from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_video.nst_core.files import check_writable
 from nst_video.nst_core.settings import VideoSettings
-from nst_video.tasks import storage
+from nst_video.tasks import fast, storage
 from nst_video.tasks.plan import (
     CHUNK_FRAMES,
     CRF,
@@ -162,10 +162,14 @@ def stylize_batch(
     max_frames: MaxFrames = None,
     crf: Crf = CRF,
     work_dir: WorkDir = None,
+    mode: Mode = "optimize",
+    model: str | None = None,
 ) -> dict:
     """Stylize every video under `source` into `destination`; -> the batch summary.
 
     Raises BatchFailedError (run Failed) when any video failed; the others are still done.
+    `mode` and `model` go to every video (see stylize_video); in fast mode without a
+    model, one model is made for the styles from all the batch's videos, then shared.
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -177,7 +181,10 @@ def stylize_batch(
         logger.info("nothing to do: no videos under %s", source)
     else:
         check_destination(destination)
+    if mode == "fast" and model is None and jobs:
+        model = str(fast.model_needed(styles, [uri for uri, _ in jobs], settings))
     params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
+    params |= {"mode": mode, "model": model}
     rows = _run_all(jobs, styles, settings, concurrency, crf=crf, work_dir=work_dir, **params)
     summary = _summary(source, destination, rows, ignored, time.perf_counter() - started)
     _publish_summary(summary)

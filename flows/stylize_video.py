@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -20,13 +21,15 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.settings import VideoSettings
-from nst_video.tasks import prefect_tasks, storage
+from nst_video.tasks import fast, prefect_tasks, storage
 from nst_video.tasks.assemble import segment_crf
 from nst_video.tasks.plan import (
     CHUNK_FRAMES,
     CRF,
     OVERLAP,
+    Chunk,
     ChunkFrames,
     Crf,
     MaxFrames,
@@ -41,6 +44,7 @@ from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notif
 from nst_video.tasks.video import read_frames
 
 MANIFEST_SUFFIX = ".json"
+Mode = Literal["optimize", "fast"]
 
 
 def default_work_dir() -> Path:
@@ -89,6 +93,8 @@ def stylize_video(
     crf: Crf = CRF,
     work_dir: WorkDir = None,
     batch_chunks: int = 1,
+    mode: Mode = "optimize",
+    model: str | None = None,
 ) -> dict:
     """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).
 
@@ -96,54 +102,76 @@ def stylize_video(
     job recomputes only unfinished chunks; rerunning a finished job does nothing.
     `batch_chunks` > 1 (JAX backend) stylizes the frames of that many concurrently running
     chunks as one batch: give the task runner as many threads.
+
+    `mode="fast"` runs the trained network in `model` (a `.keras` path or s3:// URI, made
+    for these `styles`) on every frame instead of optimizing: no warm-up (`overlap` and
+    `batch_chunks` are not used), no scene detection, segments concatenated as they are;
+    of `settings` only size, original_colors and precision apply. The job id adds the mode
+    and the model's sha256 (optimization mode's ids are unchanged).
     """
     logger = get_run_logger()
     started = time.perf_counter()
     settings = settings or VideoSettings()
+    is_fast = _check_mode(mode, model)
     plan_params = {
         "chunk_frames": chunk_frames,
-        "overlap": overlap,
+        "overlap": 0 if is_fast else overlap,
         "start": start,
         "duration": duration,
         "max_frames": max_frames,
         "crf": crf,
     }
+    work_root = Path(work_dir or default_work_dir())
+    if is_fast:
+        model = model or str(fast.model_needed(styles, [source], settings))
+        local_model, model_sha256 = fast.fetch_model(model, work_root)
+        plan_params |= {"mode": mode, "model_sha256": model_sha256}
     job = job_id(**_job_identity(source, styles, settings, **plan_params))
     if done := _finished_manifest(destination, job):
         logger.info("job %s already finished: %s", job, destination)
         return {**done, "skipped": True}
 
-    job_dir = Path(work_dir or default_work_dir()) / job
+    job_dir = work_root / job
     (job_dir / "chunks").mkdir(parents=True, exist_ok=True)
     local_source = str(storage.fetch(source, job_dir / "inputs"))
     local_styles = [str(storage.fetch(style, job_dir / "inputs")) for style in styles]
+    if is_fast:  # a model that does not fit the styles fails here, before any chunk
+        model_record = {
+            "uri": model,
+            **prefect_tasks.check_model(local_model, local_styles, settings.precision),
+        }
     info = prefect_tasks.probe(local_source)
     sizing = prefect_tasks.plan_video_size.submit(info, settings).result()
     if sizing.reduced:
         logger.warning("memory guard: %s: %s", source, sizing.reason)
     first, count = frame_range(info, start, duration, max_frames)
-    cuts = prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
-    chunks = plan_chunks(first, count, chunk_frames, overlap, cuts)
+    cuts = [] if is_fast else prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
+    chunks = plan_chunks(first, count, chunk_frames, plan_params["overlap"], cuts)
     logger.info("job %s: %d frames in %d chunks, cuts at %s", job, count, len(chunks), cuts)
     notify_planned(sum(chunk.warmup + chunk.count for chunk in chunks))
 
     progress = create_progress_artifact(0.0, description=f"chunks of {source}")
-    futures = [
-        prefect_tasks.stylize_chunk.submit(
+    common = {
+        "info": info,
+        "crf": segment_crf([c.warmup for c in chunks], crf),
+        "processing": sizing.processing,
+        "output_size": sizing.requested if sizing.reduced else None,
+    }
+    if is_fast:
+        futures = _submit_fast_chunks(
+            chunks, job_dir, local_source, local_model, local_styles, settings, **common
+        )
+    else:
+        futures = _submit_chunks(
+            chunks,
+            job_dir,
             local_source,
             local_styles,
             settings,
-            chunk,
-            str(job_dir / "chunks" / f"{chunk.name}.mp4"),
-            info=info,
             cuts=cuts,
-            crf=segment_crf([c.warmup for c in chunks], crf),
-            processing=sizing.processing,
-            output_size=sizing.requested if sizing.reduced else None,
             batch=batch_chunks,
+            **common,
         )
-        for chunk in chunks
-    ]
     results: list[ChunkResult] = []
     for future in as_completed(futures):
         result = future.result()  # a failed chunk raises here and fails the flow
@@ -173,6 +201,8 @@ def stylize_video(
         "source": source,
         "styles": styles,
         "output": destination,
+        "mode": mode,
+        **({"model": model_record} if is_fast else {}),
         "settings": settings.model_dump(mode="json"),
         "settings_hash": settings.stable_hash(),
         "identity": _job_identity(source, styles, settings, **plan_params),
@@ -192,6 +222,53 @@ def stylize_video(
     _publish_artifacts(manifest, results, final, destination)
     shutil.rmtree(job_dir, ignore_errors=True)
     return manifest
+
+
+def _segment(job_dir: Path, chunk: Chunk) -> str:
+    return str(job_dir / "chunks" / f"{chunk.name}.mp4")
+
+
+def _submit_chunks(
+    chunks: list[Chunk],
+    job_dir: Path,
+    source: str,
+    styles: list[str],
+    settings: VideoSettings,
+    **params,
+) -> list:
+    """One optimization stylize-chunk task per chunk."""
+    return [
+        prefect_tasks.stylize_chunk.submit(
+            source, styles, settings, chunk, _segment(job_dir, chunk), **params
+        )
+        for chunk in chunks
+    ]
+
+
+def _submit_fast_chunks(
+    chunks: list[Chunk],
+    job_dir: Path,
+    source: str,
+    model: Path,
+    styles: list[str],
+    settings: VideoSettings,
+    **params,
+) -> list:
+    """One fast-mode chunk task per chunk: the same segments and markers, no warm-up."""
+    return [
+        prefect_tasks.stylize_chunk_fast.submit(
+            source, str(model), styles, settings, chunk, _segment(job_dir, chunk), **params
+        )
+        for chunk in chunks
+    ]
+
+
+def _check_mode(mode: str, model: str | None) -> bool:
+    """Whether the run is in fast mode (Prefect has checked `mode` against Mode); a model
+    given in optimization mode is refused rather than ignored."""
+    if mode != "fast" and model is not None:
+        raise InvalidSettingsError("a model is only used with --mode fast")
+    return mode == "fast"
 
 
 def _publish_artifacts(manifest: dict, results: list[ChunkResult], final: Path, link: str) -> None:

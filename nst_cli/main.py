@@ -85,6 +85,7 @@ def weights(
 @app.command()
 @options.settings_options(StyleSettings, options.IMAGE_SETTINGS)
 def image(
+    ctx: typer.Context,
     content: Annotated[Path, typer.Argument(help="Content image.")],
     styles: Annotated[list[Path], typer.Argument(help="One or more style images.")],
     output: options.Output,
@@ -92,8 +93,12 @@ def image(
     init_image: Path | None,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
+    mode: options.Mode = "optimize",
+    model: options.Model = None,
 ) -> None:
     """Stylize one image."""
+    if options.check_mode(mode, model, ctx):
+        return _image_fast(content, styles, output, settings, model, as_json)
     import_tensorflow_quietly()
     from nst_video.nst_core import load_image, save_image
     from nst_video.nst_core.size import Size
@@ -138,10 +143,47 @@ def image(
         )
 
 
+def _image_fast(
+    content: Path,
+    styles: list[Path],
+    output: Path,
+    settings: StyleSettings,
+    model: str | None,
+    as_json: bool,
+) -> None:
+    """`nst image --mode fast`: one pass of the trained network at --size."""
+    from nst_video.nst_core import load_image
+    from nst_video.nst_core.errors import InvalidSettingsError
+
+    if model is None or model.startswith("s3://"):
+        raise InvalidSettingsError("nst image --mode fast needs --model, a local .keras file")
+
+    options.check_destination(str(output))
+    content_pixels = load_image(content)
+    import_tensorflow_quietly()
+    from nst_video.tasks.fast import stylize_image_fast
+
+    report = stylize_image_fast(content_pixels, model, [str(s) for s in styles], settings, output)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        typer.echo(f"wrote {output} (fast mode, {report['seconds']:.2f} s)")
+
+
+def _check_fast_video(model: str | None, styles: list[str], precision: str) -> None:
+    """Fast mode's model, checked against local styles before Prefect starts (exit 1)."""
+    if model is None or model.startswith("s3://") or any(s.startswith("s3://") for s in styles):
+        return  # training on the fly, or checked by the flow once fetched
+    from nst_video.tasks.fast import model_record
+
+    model_record(model, styles, precision)
+
+
 @app.command()
 @options.settings_options(VideoSettings, options.VIDEO_SETTINGS)
 @options.chunking_options
 def video(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="Input video: a path or s3://bucket/key.")],
     styles: Annotated[list[str], typer.Argument(help="Style images: paths or s3:// URIs.")],
     output: Annotated[
@@ -157,12 +199,21 @@ def video(
     as_json: options.Json = False,
     dask_address: options.DaskAddress = None,
     dask_workers: options.DaskWorkers = None,
+    mode: options.Mode = "optimize",
+    model: options.Model = None,
 ) -> None:
-    """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio."""
+    """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio.
+
+    --mode fast runs a trained network (--model) on every frame instead.
+    """
+    is_fast = options.check_mode(mode, model, ctx)
     options.check_batching(batch_chunks, workers, keras_backend())
     options.check_destination(output)
     options.check_local_inputs(source, styles, start, duration, chunking["max_frames"])
     _prepare_run(vgg_weights)
+    if is_fast:
+        _check_fast_video(model, styles, settings.precision)
+        chunking = {**chunking, "mode": mode, "model": model}
     from nst_video.flows.stylize_video import run_stylize_video
 
     with progress_bar("stylizing", 0, enabled=not as_json, unit="frames") as bar:
@@ -183,8 +234,9 @@ def video(
         typer.echo(json.dumps(_video_report(manifest)))
     else:
         totals = manifest["totals"]
+        work = "fast mode" if is_fast else f"{totals['iterations']} iterations"
         typer.echo(
-            f"wrote {output} ({totals['frames']} frames, {totals['iterations']} iterations, "
+            f"wrote {output} ({totals['frames']} frames, {work}, "
             f"{totals['wall_seconds']:.1f} s{', already done' if manifest.get('skipped') else ''})"
         )
 
@@ -204,7 +256,19 @@ def _video_report(manifest: dict) -> dict:
         "skipped": bool(manifest.get("skipped")),
         "job_id": manifest["job_id"],
         "settings_hash": manifest["settings_hash"],
+        "mode": manifest.get("mode", "optimize"),
+        **({"model_sha256": manifest["model"]["sha256"]} if "model" in manifest else {}),
     }
+
+
+def _bundled_model() -> Path:
+    """The Starry Night model shipped for `nst demo --mode fast`; one line when it is not."""
+    from nst_video.nst_core.errors import InvalidInputError
+
+    path = ASSETS / "models" / "starry_night_fast.keras"
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: the bundled fast-mode model is not shipped; pass --model")
+    return path
 
 
 # `nst demo`'s settings: smaller and shorter than a real run's, about three minutes on a CPU.
@@ -214,22 +278,34 @@ DEMO_SETTINGS = {"size": 128, "first_iterations": 300, "iterations": 30}
 @app.command()
 @options.settings_options(VideoSettings, tuple(DEMO_SETTINGS), **DEMO_SETTINGS)
 def demo(
+    ctx: typer.Context,
     settings: VideoSettings,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("output"),
+    mode: options.Mode = "optimize",
+    model: Annotated[
+        str | None,
+        typer.Option(help="--mode fast: the model (default: the bundled Starry Night model)."),
+    ] = None,
 ) -> None:
     """Stylize the bundled 3 s clip with Starry Night through the Prefect flow.
 
     Writes output/bottles_starry_night.mp4 (with the clip's audio), its manifest, and
     output/bottles_starry_night_frames.jpg (input frames above stylized frames).
     """
+    is_fast = options.check_mode(mode, model, ctx)
+    if is_fast:
+        model = model or str(_bundled_model())
     output.mkdir(parents=True, exist_ok=True)
     clip = ASSETS / "videos" / "bottles_with_tone.mp4"
     result = output / "bottles_starry_night.mp4"
+    chosen = {"size"} if is_fast else set(DEMO_SETTINGS)  # fast mode: no iteration budgets
     video(
+        ctx=ctx,
         source=str(clip),
         styles=[str(ASSETS / "styles" / "starry_night.jpg")],
         output=str(result),
-        **settings.model_dump(include=set(DEMO_SETTINGS)),
+        **settings.model_dump(include=chosen),
+        **({"mode": mode, "model": model} if is_fast else {}),
     )
     from nst_video.tasks.report import contact_sheet
 
@@ -241,6 +317,7 @@ def demo(
 @options.settings_options(VideoSettings, options.VIDEO_SETTINGS)
 @options.chunking_options
 def batch(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="Folder or s3://bucket/prefix of videos.")],
     styles: Annotated[list[str], typer.Argument(help="Style images: paths or s3:// URIs.")],
     output: Annotated[
@@ -252,12 +329,19 @@ def batch(
     concurrency: options.Concurrency = 2,
     vgg_weights: options.VggWeights = None,
     as_json: options.Json = False,
+    mode: options.Mode = "optimize",
+    model: options.Model = None,
 ) -> None:
     """Stylize every video under a folder or S3 prefix (skips those already done).
 
-    Exit status 1 when any video failed; the others are still written.
+    Exit status 1 when any video failed; the others are still written. --mode fast runs
+    a trained network (--model) on every frame of every video instead.
     """
+    is_fast = options.check_mode(mode, model, ctx)
     _prepare_run(vgg_weights)
+    if is_fast:
+        _check_fast_video(model, styles, settings.precision)
+        chunking = {**chunking, "mode": mode, "model": model}
     from nst_video.flows.stylize_batch import run_stylize_batch
 
     summary = run_stylize_batch(

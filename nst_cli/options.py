@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.files import check_writable
+from nst_video.nst_core.settings import VideoSettings
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output file.")]
 VggWeights = Annotated[
@@ -33,6 +34,17 @@ BatchChunks = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")]
+Mode = Annotated[
+    str,
+    typer.Option(
+        help="optimize: Gatys optimization per frame (quality); fast: a trained network, one "
+        "pass per frame."
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(help="--mode fast: the trained .keras model (a path or s3:// URI)."),
+]
 
 
 # --- options derived from the settings models -------------------------------------------------
@@ -248,3 +260,49 @@ def dask_runner(address: str | None, workers: int | None):
     from nst_video.flows.dask_runner import dask_task_runner
 
     return dask_task_runner(address=address, workers=workers)
+
+
+# --- fast mode ----------------------------------------------------------------------------------
+# The settings fast mode honours: the processing size, colour preservation after inference and
+# the network's precision. Every other settings flag, --overlap and --batch-chunks belong to the
+# optimization and are refused in fast mode rather than silently ignored.
+FAST_SETTINGS = frozenset({"size", "original_colors", "precision"})
+OPTIMIZATION_ONLY = frozenset(VideoSettings.model_fields) - FAST_SETTINGS | {
+    "overlap",
+    "batch_chunks",
+}
+MODES = ("optimize", "fast")
+
+
+def given_flags(context: typer.Context | None, names: frozenset[str]) -> list[str]:
+    """The flags among the parameters `names` given on this command line, in --help order.
+
+    "Given" means typed on the command line (the parameter's source), whatever the value:
+    `--iterations 40` asks for iterations even though 40 is the default. Without a command
+    line (`context` None: a Python call of a command) nothing counts as given.
+    """
+    if context is None:
+        return []
+    return [
+        param.opts[0]
+        for param in context.command.params
+        if param.name in names
+        and getattr(context.get_parameter_source(param.name), "name", "") == "COMMANDLINE"
+    ]
+
+
+def check_mode(mode: str, model: str | None, context: typer.Context | None) -> bool:
+    """Whether the command runs in fast mode; refuses (exit 2, one line) an unknown mode, a
+    --model without --mode fast, and the first optimization-only flag given with it."""
+    if mode not in MODES:
+        raise InvalidSettingsError(f"invalid --mode {mode!r}: choose from {', '.join(MODES)}")
+    if mode != "fast":
+        if model is not None:
+            raise InvalidSettingsError("--model is only used with --mode fast")
+        return False
+    if refused := given_flags(context, OPTIMIZATION_ONLY):
+        raise InvalidSettingsError(
+            f"{refused[0]} is an optimization setting: --mode fast runs a trained network and "
+            f"cannot honour it (fast mode takes --size, --original-colors and --precision)"
+        )
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import task
 
 from nst_video.tasks import assemble as assembly
-from nst_video.tasks import memory_guard, stylize, video
+from nst_video.tasks import fast, memory_guard, stylize, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
 
@@ -24,4 +24,12 @@ stylize_chunk = task(
     tags=["gpu"],
     task_run_name="stylize {chunk.name} (frames {chunk.start}+{chunk.count})",
 )
+stylize_chunk_fast = task(
+    fast.stylize_chunk_fast,
+    name="stylize-chunk-fast",
+    tags=["gpu"],
+    task_run_name="stylize {chunk.name} fast (frames {chunk.start}+{chunk.count})",
+)
+# Loads the network once (cached for the chunks of this process) and checks it first.
+check_model = task(fast.model_record, name="check-model")
 assemble = task(assembly.assemble, name="assemble", **IO_RETRIES)

@@ -50,6 +50,7 @@ def summary_markdown(manifest: dict, results: Sequence[ChunkResult]) -> str:
         [
             f"# Stylized {manifest['source']}",
             f"- output: `{manifest['output']}`",
+            f"- mode: {_mode_line(manifest)}",
             f"- frames: {totals['frames']} in {len(results)} chunks, "
             f"{totals['iterations']} iterations",
             f"- stylization: {totals['stylize_seconds']:.1f} s of chunk time, "
@@ -59,6 +60,14 @@ def summary_markdown(manifest: dict, results: Sequence[ChunkResult]) -> str:
             chunk_table(results),
         ]
     )
+
+
+def _mode_line(manifest: dict) -> str:
+    """The mode, with the model's URI and sha256 in fast mode."""
+    mode = manifest.get("mode", "optimize")
+    if model := manifest.get("model"):
+        return f"{mode} (model `{model['uri']}`, sha256 `{model['sha256'][:16]}`)"
+    return mode
 
 
 def _frames_at(

@@ -85,7 +85,7 @@ def notify_planned(frames: int) -> None:
         listener.planned(frames)
 
 
-def _notify_stylized(stats: FrameStats) -> None:
+def notify_stylized(stats: FrameStats) -> None:
     for listener in LISTENERS:
         listener.stylized(stats)
 
@@ -132,9 +132,25 @@ def _build_transfer(
     return StyleTransfer([load_image(path) for path in style_paths], settings, batch=batch)
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data))
+def _marker(segment: Path) -> Path:
+    return segment.with_suffix(".json")
+
+
+def finished_chunk(segment: Path, processing: Size | None) -> ChunkResult | None:
+    """The result recorded by a chunk's marker, if the chunk is done at this processing size."""
+    marker = _marker(segment)
+    if not (marker.is_file() and segment.is_file()):
+        return None
+    done = json.loads(marker.read_text())
+    if processing is None or done.get("processing") == processing.as_list():
+        return ChunkResult(**{**done, "resumed": True})
+    return None
+
+
+def write_marker(segment: Path, result: ChunkResult) -> None:
+    """Mark a chunk complete (after its segment is written): a rerun will resume it."""
+    with atomic_path(_marker(segment)) as tmp:
+        tmp.write_text(json.dumps(asdict(result)))
 
 
 def _mean(values: list[float]) -> float:
@@ -166,11 +182,8 @@ def stylize_chunk(
     > 1 lets this chunk's frames share batched steps with chunks in other threads.
     """
     segment = Path(segment)
-    marker = segment.with_suffix(".json")
-    if marker.is_file() and segment.is_file():
-        done = json.loads(marker.read_text())
-        if processing is None or done.get("processing") == processing.as_list():
-            return ChunkResult(**{**done, "resumed": True})
+    if done := finished_chunk(segment, processing):
+        return done
     started = time.perf_counter()
     info = info or probe(source)
     transfer = cached_transfer(settings, tuple(style_paths), batch)
@@ -182,7 +195,7 @@ def stylize_chunk(
         count=chunk.warmup + chunk.count,
         info=info,
         cuts=[c for c in cuts if chunk.first_decoded < c < end],
-        progress=_notify_stylized,
+        progress=notify_stylized,
         size=processing.longest if processing else None,
         output_size=output_size,
     )
@@ -209,7 +222,7 @@ def stylize_chunk(
         segment=str(segment),
         processing=(processing or info.size.fit(settings.size)).as_list(),
     )
-    _write_json_atomic(marker, asdict(result))
+    write_marker(segment, result)
     return result
 
 

@@ -1,0 +1,210 @@
+"""Fast mode's chunk work: a trained network (one per process and model file) stylizes a
+chunk's frames in batches; the segment and its marker are written as in optimization mode.
+
+Plain functions (no Prefect). Frames depend on their own input only, so chunks need no
+warm-up and their segments are concatenated as they are (tasks/assemble.py: no warm-ups,
+no re-encode, so segments are encoded at the requested CRF).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.fast_model import ModelCard, file_sha256, load_fast_model, read_card
+from nst_video.nst_core.fast_stylize import (
+    DEFAULT_BATCH,
+    for_precision,
+    stylize_batch,
+    stylize_frames,
+)
+from nst_video.nst_core.images import resize, save_image, to_uint8
+from nst_video.nst_core.settings import StyleSettings, VideoSettings
+from nst_video.nst_core.size import Size
+from nst_video.nst_core.temporal import FrameStats
+from nst_video.tasks import storage
+from nst_video.tasks.plan import Chunk, job_id
+from nst_video.tasks.stylize import (
+    ChunkResult,
+    finished_chunk,
+    notify_stylized,
+    write_marker,
+)
+from nst_video.tasks.video import VideoInfo, probe, read_frames, write_frames
+
+
+def model_needed(styles: Sequence[str], videos: Sequence[str], settings: VideoSettings) -> Path:
+    """The model to use when none is given: training on the fly is not available yet.
+
+    The switch for `tasks/train.py`'s cached_model(style_paths, videos, settings) -> Path.
+    """
+    raise InvalidSettingsError(
+        "--mode fast needs --model (training on the fly is not available yet)"
+    )
+
+
+def fetch_model(model: str, work_root: Path) -> tuple[Path, str]:
+    """A local copy of `model` (path or s3:// URI) and its sha256, the job's identity of it.
+
+    A local file is used where it is. An S3 object is downloaded once per identity (URI and
+    ETag) into `work_root`/models/<identity hash>/ and reused by later runs and by the other
+    videos of a batch; concurrent downloads of one object write the same bytes atomically.
+    """
+    if not model.startswith("s3://"):
+        local = storage.fetch(model, work_root)
+        return local, file_sha256(local)
+    folder = work_root / "models" / job_id(**storage.identity(model))
+    staged = folder / storage.staged_name(storage.parse_uri(model))
+    local = staged if staged.is_file() else storage.fetch(model, folder)
+    return local, file_sha256(local)
+
+
+_NETWORKS_LOCK = threading.Lock()
+
+
+def cached_network(
+    model: str | os.PathLike, style_paths: Sequence[str], precision: str = "float32"
+) -> tuple[Any, ModelCard]:
+    """The checked network and card of a model file, loaded once per process.
+
+    Keyed by the file's path and sha256 (a file replaced in place is loaded again), the
+    styles' sha256 (the card must name exactly these styles) and the precision. The lock
+    makes chunk threads that start together share one load, like tasks.stylize's
+    cached_transfer.
+    """
+    read_card(model)  # a missing, empty or foreign file fails here, on one line
+    styles = tuple(file_sha256(path) for path in style_paths)
+    key = (str(Path(model).resolve()), file_sha256(model), styles, precision)
+    with _NETWORKS_LOCK:
+        return _load_network(*key)
+
+
+@lru_cache(maxsize=4)
+def _load_network(
+    path: str, sha256: str, styles: tuple[str, ...], precision: str
+) -> tuple[Any, ModelCard]:
+    net, card = load_fast_model(path, style_sha256=styles)
+    return for_precision(net, precision), card
+
+
+def model_record(
+    model: str | os.PathLike, style_paths: Sequence[str], precision: str = "float32"
+) -> dict:
+    """Load and check a model against the styles (one line if it does not fit), for the
+    chunks of this process to reuse; -> what the manifest records: its sha256 and card."""
+    _, card = cached_network(model, style_paths, precision)
+    return {"sha256": file_sha256(model), "card": card.as_dict()}
+
+
+def _as_float(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        yield frame.astype("float32") / 255.0
+
+
+def _resized(frames: Iterator[np.ndarray], output_size: Size | None) -> Iterator[np.ndarray]:
+    """Stylized float frames as uint8, resized to `output_size` when it differs."""
+    for frame in frames:
+        if output_size and Size.of(frame) != output_size:
+            frame = resize(frame, output_size)
+        yield to_uint8(frame)
+
+
+def _counted(frames: Iterator[np.ndarray], start: int, done: list[int]) -> Iterator[np.ndarray]:
+    """Pass frames through, recording each index in `done` and telling the listeners
+    (no loss: nothing is optimized)."""
+    nan, last = float("nan"), time.perf_counter()
+    for index, frame in enumerate(frames, start):
+        now = time.perf_counter()
+        done.append(index)
+        notify_stylized(FrameStats(index, False, 0, nan, nan, nan, nan, now - last))
+        last = now
+        yield frame
+
+
+def stylize_chunk_fast(
+    source: str | os.PathLike,
+    model: str | os.PathLike,
+    style_paths: Sequence[str],
+    settings: VideoSettings,
+    chunk: Chunk,
+    segment: str | os.PathLike,
+    *,
+    info: VideoInfo | None = None,
+    crf: int = 18,
+    processing: Size | None = None,
+    output_size: Size | None = None,
+    batch: int = DEFAULT_BATCH,
+) -> ChunkResult:
+    """Stylize one chunk with the network in `model` into a silent segment, or resume it.
+
+    Frames [chunk.start, chunk.start + chunk.count) are decoded at `processing` (default
+    settings.size), stylized `batch` at a time, resized to `output_size` if given and
+    encoded at `crf`; then the marker is written, exactly as tasks.stylize.stylize_chunk
+    does, so resume works the same. A chunk with warm-up frames is refused: fast mode
+    plans none.
+    """
+    if chunk.warmup:
+        raise ValueError(f"{chunk.name}: fast mode plans no warm-up frames")
+    segment = Path(segment)
+    if finished := finished_chunk(segment, processing):
+        return finished
+    started = time.perf_counter()
+    info = info or probe(source)
+    net, _ = cached_network(model, style_paths, settings.precision)
+    longest = processing.longest if processing else settings.size
+    decoded = _as_float(read_frames(source, chunk.start, chunk.count, size=longest, info=info))
+    styled = stylize_frames(net, decoded, batch=batch, original_colors=settings.original_colors)
+    done: list[int] = []
+    write_frames(
+        _counted(_resized(styled, output_size), chunk.start, done),
+        segment,
+        info.avg_fps,
+        crf=crf,
+    )
+    result = ChunkResult(
+        index=chunk.index,
+        start=chunk.start,
+        frames=len(done),
+        warmup=0,
+        iterations=0,
+        seconds=time.perf_counter() - started,
+        loss=float("nan"),
+        content_loss=float("nan"),
+        style_loss=float("nan"),
+        segment=str(segment),
+        processing=(processing or info.size.fit(settings.size)).as_list(),
+    )
+    write_marker(segment, result)
+    return result
+
+
+def stylize_image_fast(
+    content: np.ndarray,
+    model: str | os.PathLike,
+    style_paths: Sequence[str],
+    settings: StyleSettings,
+    output: str | os.PathLike,
+) -> dict:
+    """Stylize one float image with the network in `model` at settings.size (longest side,
+    as the optimization mode's output) and save it atomically; -> the CLI's report."""
+    started = time.perf_counter()
+    net, _ = cached_network(model, style_paths, settings.precision)
+    image = resize(content, Size.of(content).scale_to(settings.size))
+    styled = stylize_batch(net, image[None], settings.original_colors)[0]
+    save_image(styled, output)
+    return {
+        "output": str(output),
+        "mode": "fast",
+        "model_sha256": file_sha256(model),
+        "settings_hash": settings.stable_hash(),
+        "precision": settings.precision,
+        "seconds": time.perf_counter() - started,
+    }

@@ -1,0 +1,81 @@
+"""tasks.fast: a fast-mode chunk on real ffmpeg with a tiny real network."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.settings import make_video_settings
+from nst_video.tasks import fast, video
+from nst_video.tasks.plan import Chunk
+from nst_video.tasks.stylize import stylize_chunk
+from tests.fast_models import tiny_model
+
+SETTINGS = make_video_settings(size=48)
+
+
+@pytest.fixture
+def style(assets) -> str:
+    return str(assets / "styles" / "starry_night.jpg")
+
+
+@pytest.fixture
+def model(style, tmp_path):
+    return tiny_model(tmp_path / "tiny.keras", [style])
+
+
+def test_chunk_is_stylized_frame_by_frame_and_marked(basic, model, style, tmp_path):
+    segment = tmp_path / "chunk_0001.mp4"
+    result = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(1, 4, 5, 0), segment)
+    assert (result.start, result.frames, result.warmup, result.iterations) == (4, 5, 0, 0)
+    assert video.probe(segment).frame_count == 5 and result.processing == [48, 36]
+    source = np.stack(list(video.read_frames(basic, start=4, count=5, size=48))).astype(float)
+    styled = np.stack(list(video.read_frames(segment))).astype(float)
+    assert np.abs(styled - source).mean() > 5  # stylized, not copied
+    assert json.loads(segment.with_suffix(".json").read_text())["frames"] == 5
+
+
+def test_finished_chunk_is_not_recomputed(basic, model, style, tmp_path):
+    segment = tmp_path / "chunk_0000.mp4"
+    first = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(0, 0, 4, 0), segment)
+    written = segment.stat().st_mtime_ns
+    again = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(0, 0, 4, 0), segment)
+    assert again.resumed and again.seconds == first.seconds
+    assert segment.stat().st_mtime_ns == written
+
+
+def test_optimization_chunks_still_resume_through_the_shared_marker(basic, style, tmp_path):
+    settings = make_video_settings(size=48, first_iterations=2, iterations=1, tolerance=0.0)
+    segment = tmp_path / "chunk_0000.mp4"
+    first = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), segment)
+    again = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), segment)
+    assert not first.resumed and again.resumed and again.iterations == first.iterations == 3
+
+
+def test_network_is_loaded_once_per_file_content(model, style, tmp_path):
+    first, card = fast.cached_network(model, [style])
+    assert fast.cached_network(model, [style])[0] is first
+    tiny_model(model, [style], seed=2)  # the same path, another network
+    assert fast.cached_network(model, [style])[0] is not first
+    assert card.network.width == 4
+
+
+def test_a_model_for_other_styles_is_refused(model, assets):
+    other = str(assets / "styles" / "the_scream.jpg")
+    with pytest.raises(InvalidInputError, match="trained for other styles"):
+        fast.model_record(model, [other])
+
+
+def test_s3_model_is_fetched_once_and_hashed(s3_endpoint, s3_bucket, model, tmp_path):
+    from tests.s3 import admin_client
+
+    admin_client(s3_endpoint).upload_file(str(model), s3_bucket, "models/tiny.keras")
+    uri = f"s3://{s3_bucket}/models/tiny.keras"
+    local, sha256 = fast.fetch_model(uri, tmp_path / "work")
+    assert sha256 == fast.file_sha256(model) and local.read_bytes() == model.read_bytes()
+    mtime = local.stat().st_mtime_ns
+    assert fast.fetch_model(uri, tmp_path / "work") == (local, sha256)
+    assert local.stat().st_mtime_ns == mtime  # reused, not downloaded again
