@@ -8,9 +8,10 @@ once across all workers (one per GPU). Without that limit, nothing is capped.
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from nst_video.tasks import assemble as assembly
-from nst_video.tasks import memory_guard, stylize, video
+from nst_video.tasks import memory_guard, stylize, train, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
 
@@ -25,3 +26,5 @@ stylize_chunk = task(
     task_run_name="stylize {chunk.name} (frames {chunk.start}+{chunk.count})",
 )
 assemble = task(assembly.assemble, name="assemble", **IO_RETRIES)
+# Not cached: its progress callback is an input, and a rerun must resume, not replay.
+train_network = task(train.train_style, name="train-network", tags=["gpu"], cache_policy=NO_CACHE)
