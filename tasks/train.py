@@ -56,7 +56,7 @@ from nst_video.nst_core.size import Size, min_side
 from nst_video.nst_core.weights import WeightsInfo
 from nst_video.nst_core.weights.cache import cache_dir
 from nst_video.tasks import storage
-from nst_video.tasks.train_data import CropSampler, TrainingData, folder_images, load_training_data
+from nst_video.tasks.train_data import CropSampler, folder_images, load_training_data
 
 Progress = Callable[[int, FastTerms], None]
 SMOOTHING = 0.05  # weight of the newest loss in the moving average of the plateau stop
@@ -293,7 +293,8 @@ def train_style(
         lambda at: save_checkpoint(checkpoint, key, at, trainer.snapshot()),
         progress,
     )
-    card = _card(trainer, settings, style_paths, style_sha256, data, key, run, resumed_from)
+    described = {**data.describe(), "identity": data_id}
+    card = _card(trainer, settings, style_paths, style_sha256, described, key, run, resumed_from)
     _save_model(trainer.sync(), card, out, folder)
     shutil.rmtree(folder, ignore_errors=True)
     return card
@@ -314,7 +315,7 @@ def _card(
     settings: TrainSettings,
     style_paths: Sequence[str | os.PathLike],
     style_sha256: list[str],
-    data: TrainingData,
+    data: dict,
     key: str,
     run: Run,
     resumed_from: int,
@@ -324,7 +325,7 @@ def _card(
     training = {
         "key": key,
         "styles": [Path(path).name for path in style_paths],
-        "data": data.describe(),
+        "data": data,
         "steps": run.step,
         "stopped_early": run.step < settings.steps,
         "resumed_from_step": resumed_from,
@@ -348,6 +349,7 @@ def _save_model(net, card: ModelCard, out: str, folder: Path) -> None:
     if not out.startswith("s3://"):
         save_fast_model(net, card, out)
         return
+    folder.mkdir(parents=True, exist_ok=True)
     staged = save_fast_model(net, card, folder / f"model{SUFFIX}")
     storage.publish(staged, out)
 
