@@ -81,7 +81,7 @@ def train(
 
     videos = videos or []
     check_model_destination(output)
-    _check_local_inputs(styles, videos)
+    _check_local_inputs(styles, videos, images)
     _prepare(vgg_weights)
     from nst_video.flows.train_style import run_train_style
 
@@ -107,11 +107,13 @@ def train(
         )
 
 
-def _check_local_inputs(styles: list[str], videos: list[str]) -> None:
+def _check_local_inputs(styles: list[str], videos: list[str], images: Path | None) -> None:
     """Probe local inputs before Prefect starts: bad files fail in a second, on one line."""
     from nst_video.nst_core.images import load_image
+    from nst_video.tasks.train_data import check_any_data
     from nst_video.tasks.video import probe
 
+    check_any_data(videos, images)
     for style in styles:
         if not style.startswith("s3://"):
             load_image(style)

@@ -96,6 +96,14 @@ def image_sample(path: Path, size: int) -> Sample:
     return Sample(still, still)
 
 
+def check_any_data(videos: Sequence[object], images_dir: str | os.PathLike | None) -> None:
+    """Fail on one line when there is nothing to train on: no video and no image."""
+    if videos or (images_dir is not None and folder_images(images_dir)):
+        return
+    where = f"{images_dir} holds no images" if images_dir else "no images folder"
+    raise InvalidInputError(f"no training frames: no videos given and {where}")
+
+
 def load_training_data(
     videos: Sequence[str | os.PathLike],
     images_dir: str | os.PathLike | None,
@@ -105,6 +113,7 @@ def load_training_data(
     crop: int,
 ) -> TrainingData:
     """The samples of every video and image, at least `crop` px on their shorter side."""
+    check_any_data(videos, images_dir)
     data = TrainingData()
     for video in videos:
         samples = video_samples(video, frames_per_video, size)
@@ -114,13 +123,6 @@ def load_training_data(
         images = folder_images(images_dir)
         data.samples += [image_sample(path, size) for path in images]
         data.sources.append({"images": Path(images_dir).name, "files": len(images)})
-    if not data.samples:
-        where = (
-            f"no videos given and {images_dir} holds no images"
-            if images_dir
-            else ("no videos or images given")
-        )
-        raise InvalidInputError(f"no training frames: {where}")
     data.samples = [
         Sample(_at_least(s.frame, crop), _at_least(s.previous, crop)) for s in data.samples
     ]
