@@ -47,6 +47,18 @@ class UiProgress:
         update_progress_artifact(self.artifact, 100.0)
 
 
+def _staging(
+    work_dir: str | None, styles: list[str], identities: list[dict], settings: TrainSettings
+) -> Path:
+    """The folder for this training's downloads, named by its inputs and settings."""
+    job = job_id(
+        styles=[storage.identity(style) for style in styles],
+        data=identities,
+        settings=settings.stable_hash(),
+    )
+    return Path(work_dir or train_work_dir()) / f"train-inputs-{job}"
+
+
 def _fetch_all(uris: list[str], staging: Path) -> list[str]:
     return [str(storage.fetch(uri, staging)) for uri in uris]
 
@@ -69,14 +81,7 @@ def train_style(
     settings = settings or TrainSettings()
     check_model_destination(destination)
     identities = data_identity(videos, images)  # of the originals: a download is a new file
-    staging = Path(work_dir or train_work_dir()) / (
-        "train-inputs-"
-        + job_id(
-            styles=[storage.identity(s) for s in styles],
-            data=identities,
-            settings=settings.stable_hash(),
-        )
-    )
+    staging = _staging(work_dir, styles, identities, settings)
     progress = UiProgress(settings.steps, f"training steps for {destination}")
     card = prefect_tasks.train_network(
         _fetch_all(styles, staging),
