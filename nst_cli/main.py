@@ -20,7 +20,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # A temporary Prefect server would otherwise try to send telemetry and log its failure.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from nst_video.nst_cli import options  # noqa: E402
+from nst_video.nst_cli import options, train  # noqa: E402
 from nst_video.nst_cli.progress import progress_bar  # noqa: E402
 from nst_video.nst_core.settings import StyleSettings, VideoSettings  # noqa: E402  (pydantic only)
 
@@ -391,6 +391,9 @@ def serve(
     from nst_video.deployments.serve import main as serve_main
 
     serve_main(limit=limit)
+
+
+train.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

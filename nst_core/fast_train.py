@@ -31,6 +31,7 @@ from keras import ops
 
 from nst_video.nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
 from nst_video.nst_core.model import preprocess, with_dtype_policy
+from nst_video.nst_core.settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,20 @@ class Objective:
     frame: float = 0.0
     motion_sigma: float = 0.05
     style_layers: tuple[float, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: TrainSettings) -> Objective:
+        """The objective of training settings: their loss weights and stability terms."""
+        return cls(
+            content=settings.content_weight,
+            style=settings.style_weight,
+            tv=settings.tv_weight,
+            noise=settings.noise_weight,
+            noise_sigma=settings.noise_sigma,
+            frame=settings.frame_weight,
+            motion_sigma=settings.motion_sigma,
+            style_layers=settings.layer_weights(),
+        )
 
     def layer_weights(self, n_style: int) -> tuple[float, ...]:
         weights = self.style_layers or (1.0,) * n_style
@@ -87,6 +102,18 @@ def style_grams(features: keras.Model, n_content: int, style: np.ndarray) -> lis
         ops.mean(gram_matrix(ops.cast(f, "float32")), axis=0, keepdims=True)
         for f in outputs[n_content:]
     ]
+
+
+def blended_style_grams(
+    features: keras.Model, n_content: int, styles: Sequence[np.ndarray], blend: Sequence[float]
+) -> list:
+    """Gram targets of several style images (each (H, W, 3), any size) mixed with `blend`
+    weights, as nst_core.stylize.StyleTransfer mixes them: sum of weight x Gram per layer."""
+    per_style = [
+        [w * g for g in style_grams(features, n_content, style[None])]
+        for w, style in zip(blend, styles, strict=True)
+    ]
+    return [sum(layer) for layer in zip(*per_style, strict=True)]
 
 
 def still_mask(current, previous, sigma: float):
@@ -149,6 +176,16 @@ def _stability(outputs, batch, previous, objective: Objective):
         return noise_term, ops.zeros(())
     mask = still_mask(batch, previous, objective.motion_sigma)
     return noise_term, ops.mean(mask * ops.square(out - outputs[2 * b :]))
+
+
+@dataclass
+class TrainerState:
+    """A trainer's state between steps: network weights, Adam's variables (iteration count
+    and moments), and the position of the noise stream (numpy bit-generator state)."""
+
+    weights: list[np.ndarray]
+    optimizer: list[np.ndarray]
+    rng: dict[str, Any]
 
 
 class Trainer:
@@ -214,6 +251,23 @@ class Trainer:
         self._engine.sync()
         return self.net
 
+    def snapshot(self) -> TrainerState:
+        """Everything a resumed training needs: weights, Adam's variables, the noise stream."""
+        self.sync()
+        return TrainerState(
+            weights=[np.asarray(v) for v in self.net.get_weights()],
+            optimizer=[np.asarray(v.value) for v in self.optimizer.variables],
+            rng=self._rng.bit_generator.state,
+        )
+
+    def restore(self, state: TrainerState) -> None:
+        """Continue from a snapshot (of a trainer built with the same network and settings)."""
+        self.net.set_weights(state.weights)
+        for variable, value in zip(self.optimizer.variables, state.optimizer, strict=True):
+            variable.assign(value)
+        self._rng.bit_generator.state = state.rng
+        self._engine.reload()
+
     def _bind_terms(self, net: Fn, features: Fn) -> Callable[..., Any]:
         """objective_terms bound to this trainer's objective, for given forward passes."""
 
@@ -238,6 +292,8 @@ class _Engine(Protocol):
     def evaluate(self, batch, noise, previous) -> Any: ...
 
     def sync(self) -> None: ...
+
+    def reload(self) -> None: ...
 
 
 class _TfEngine:
@@ -274,6 +330,9 @@ class _TfEngine:
     def sync(self) -> None:
         """Nothing to do: the step updates the Keras variables in place."""
 
+    def reload(self) -> None:
+        """Nothing to do: the step reads the Keras variables."""
+
 
 class _JaxEngine:
     """jax.value_and_grad over stateless_call, jitted; the state is (weights, Adam variables)."""
@@ -282,16 +341,8 @@ class _JaxEngine:
         import jax
 
         self.trainer = trainer
-        net, features = trainer.net, trainer.features
-        # Copies: the step donates its state, which must not delete the Keras variables' arrays.
-        self.state = tuple(
-            [jax.numpy.array(v.value, copy=True) for v in variables]
-            for variables in (
-                net.trainable_variables,
-                net.non_trainable_variables,
-                trainer.optimizer.variables,
-            )
-        )
+        features = trainer.features
+        self.reload()
         self.vgg = (
             [v.value for v in features.trainable_variables],
             [v.value for v in features.non_trainable_variables],
@@ -299,6 +350,21 @@ class _JaxEngine:
         self._jit_step = jax.jit(self._step, donate_argnums=(0,))
         self._jit_terms = jax.jit(self._terms)
         self._grad = jax.value_and_grad(self._total, has_aux=True)
+
+    def reload(self) -> None:
+        """Take the state from the Keras variables (at start, and after Trainer.restore)."""
+        import jax
+
+        net = self.trainer.net
+        # Copies: the step donates its state, which must not delete the Keras variables' arrays.
+        self.state = tuple(
+            [jax.numpy.array(v.value, copy=True) for v in variables]
+            for variables in (
+                net.trainable_variables,
+                net.non_trainable_variables,
+                self.trainer.optimizer.variables,
+            )
+        )
 
     def _terms(self, trainable, non_trainable, vgg, grams, batch, noise, previous):
         trainer = self.trainer

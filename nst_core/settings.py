@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import Self
 
 from nst_video.nst_core.errors import InvalidSettingsError
 
@@ -30,23 +31,17 @@ DEFAULT_STYLE_LAYERS = (
 )
 
 
-class StyleSettings(BaseModel):
-    """Everything that determines a stylized image besides the input pixels.
+class LossSettings(BaseModel):
+    """The loss of a stylization: weights, styles, VGG19 layers and precision.
 
-    Each field's default, bounds and description are its one declaration: the CLI builds its
-    flags from them (nst_cli/options.py).
+    Shared by the optimization (StyleSettings) and fast-mode training (TrainSettings), so both
+    score images with the same losses on the same network. Each field's default, bounds and
+    description are its one declaration: the CLI builds its flags from them
+    (nst_cli/options.py).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size: int = Field(512, gt=0, le=MAX_SIZE, description="Longest side of the output, px.")
-    iterations: int = Field(
-        500, ge=0, le=100_000, description="Optimizer iterations (per pyramid level)."
-    )
-    optimizer: Literal["adam", "lbfgs"] = Field("adam", description="adam or lbfgs.")
-    learning_rate: float = Field(0.02, gt=0, le=10, description="Adam step size (image in 0..1).")
-    beta1: float = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay.")
-    epsilon: float = Field(1e-8, gt=0, description="Adam's epsilon.")
     content_weight: float = Field(1.0, ge=0, description="Weight of the content loss.")
     style_weight: float = Field(5.0, ge=0, description="Weight of the style loss.")
     tv_weight: float = Field(0.1, ge=0, description="Weight of total variation.")
@@ -56,12 +51,6 @@ class StyleSettings(BaseModel):
     style_scale: float = Field(
         1.0, gt=0, le=8, description="Style image size relative to the output."
     )
-    init: Literal["content", "noise", "image"] = Field(
-        "content",
-        description="Start image: content, noise, or image (an init image; the CLI takes its "
-        "path).",
-    )
-    original_colors: bool = Field(False, description="Keep the content's colours.")
     pooling: Literal["max", "avg"] = Field("max", description="VGG19 pooling: max or avg.")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
@@ -69,8 +58,6 @@ class StyleSettings(BaseModel):
         "quality, ~1.6x faster on CPUs with AVX512-BF16/AMX and on GPUs (much slower on CPUs "
         "without them).",
     )
-    scales: int = Field(1, ge=1, le=6, description="Coarse-to-fine pyramid levels.")
-    seed: int = Field(0, description="Seed for noise init.")
     content_layers: tuple[str, ...] = Field(
         ("block4_conv2",), description="VGG19 layers of the content loss."
     )
@@ -80,16 +67,9 @@ class StyleSettings(BaseModel):
     style_layer_weights: tuple[float, ...] | None = Field(
         None, description="Weights of the style layers, one per layer; equal if unset."
     )
-    tolerance: float = Field(
-        1e-3,
-        ge=0,
-        description="Early stop below this relative loss improvement over `patience` steps; "
-        "0 disables.",
-    )
-    patience: int = Field(25, ge=1, description="Steps over which `tolerance` is measured.")
 
     @model_validator(mode="after")
-    def _check_layers_and_weights(self) -> StyleSettings:
+    def _check_layers_and_weights(self) -> Self:
         for name in (*self.content_layers, *self.style_layers):
             if name not in VGG19_LAYERS:
                 raise ValueError(f"unknown layer {name!r}; choose from {', '.join(VGG19_LAYERS)}")
@@ -119,6 +99,38 @@ class StyleSettings(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class StyleSettings(LossSettings):
+    """Everything that determines a stylized image besides the input pixels: the loss
+    (LossSettings) and the optimization of the pixels."""
+
+    size: int = Field(512, gt=0, le=MAX_SIZE, description="Longest side of the output, px.")
+    iterations: int = Field(
+        500, ge=0, le=100_000, description="Optimizer iterations (per pyramid level)."
+    )
+    optimizer: Literal["adam", "lbfgs"] = Field("adam", description="adam or lbfgs.")
+    learning_rate: float = Field(0.02, gt=0, le=10, description="Adam step size (image in 0..1).")
+    beta1: float = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay.")
+    epsilon: float = Field(1e-8, gt=0, description="Adam's epsilon.")
+    init: Literal["content", "noise", "image"] = Field(
+        "content",
+        description="Start image: content, noise, or image (an init image; the CLI takes its "
+        "path).",
+    )
+    original_colors: bool = Field(False, description="Keep the content's colours.")
+    scales: int = Field(1, ge=1, le=6, description="Coarse-to-fine pyramid levels.")
+    seed: int = Field(0, description="Seed for noise init.")
+    tolerance: float = Field(
+        1e-3,
+        ge=0,
+        description="Early stop below this relative loss improvement over `patience` steps; "
+        "0 disables.",
+    )
+    patience: int = Field(25, ge=1, description="Steps over which `tolerance` is measured.")
+
+
+SettingsT = TypeVar("SettingsT", bound=LossSettings)
+
+
 def _check_weights(name: str, weights: tuple[float, ...] | None, expected: int | None) -> None:
     if weights is None:
         return
@@ -128,7 +140,7 @@ def _check_weights(name: str, weights: tuple[float, ...] | None, expected: int |
         raise ValueError(f"{name} must be non-negative with a positive sum")
 
 
-def make_settings(_model: type[StyleSettings] = StyleSettings, **values: object) -> StyleSettings:
+def make_settings(_model: type[SettingsT] = StyleSettings, **values: object) -> SettingsT:
     """Build settings (None means default), turning failures into one-line InvalidSettingsError."""
     try:
         return _model(**{k: v for k, v in values.items() if v is not None})
@@ -188,3 +200,67 @@ class VideoSettings(StyleSettings):
 def make_video_settings(**values: object) -> VideoSettings:
     """Video settings with the same one-line errors as make_settings."""
     return make_settings(_model=VideoSettings, **values)
+
+
+class TrainSettings(LossSettings):
+    """Training of a fast-mode network (nst_core.fastnet, nst_core.fast_train): the loss
+    (LossSettings, the same as the optimization's) plus the network, the data and the run.
+
+    The hash covers every field, so it keys the model cache and the training's checkpoints:
+    a model is reused only for the very settings it was trained with.
+    """
+
+    size: int = Field(
+        256, ge=16, le=MAX_SIZE, description="Longest side the training frames are scaled to, px."
+    )
+    width: int = Field(
+        16, ge=1, le=128, description="Channels of the network's full-resolution convolutions."
+    )
+    residual_blocks: int = Field(
+        5, ge=0, le=16, description="Residual blocks of the network (quarter resolution)."
+    )
+    # Sized for the 15-min CPU target at crop 128, batch 4 (5 s a step measured on 2 cores
+    # shared with other jobs, load ~7: to re-measure on an idle machine).
+    steps: int = Field(500, ge=1, le=1_000_000, description="Training steps at most.")
+    batch_size: int = Field(4, ge=1, le=64, description="Crops per training step.")
+    crop: int = Field(
+        128, ge=16, le=1024, description="Side of the square random crops trained on, px."
+    )
+    frames_per_video: int = Field(
+        64, ge=1, le=10_000, description="Frames sampled evenly from each video, at most."
+    )
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam step of the network.")
+    noise_weight: float = Field(
+        10.0, ge=0, description="Weight of the output's change under input noise (stability)."
+    )
+    noise_sigma: float = Field(
+        0.02, ge=0, le=1, description="Standard deviation of that input noise (image in 0..1)."
+    )
+    frame_weight: float = Field(
+        10.0,
+        ge=0,
+        description="Weight of the output's change between consecutive frames where the "
+        "input is still; 0 disables.",
+    )
+    motion_sigma: float = Field(
+        0.05, gt=0, description="Input change (0..1) at which the frame term's mask falls to 1/e."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the network's weights, crops and noise.")
+    tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Stop early when the smoothed loss improved by less than this (relative) "
+        "over `patience` steps; 0 disables.",
+    )
+    patience: int = Field(
+        200, ge=1, le=100_000, description="Steps over which `tolerance` is measured."
+    )
+    checkpoint_every: int = Field(
+        100, ge=1, le=100_000, description="Steps between checkpoints (a rerun resumes there)."
+    )
+
+
+def make_train_settings(**values: object) -> TrainSettings:
+    """Training settings with the same one-line errors as make_settings."""
+    return make_settings(_model=TrainSettings, **values)

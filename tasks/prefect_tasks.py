@@ -8,9 +8,10 @@ once across all workers (one per GPU). Without that limit, nothing is capped.
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from nst_video.tasks import assemble as assembly
-from nst_video.tasks import fast, memory_guard, stylize, video
+from nst_video.tasks import fast, memory_guard, stylize, train, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
 
@@ -33,3 +34,5 @@ stylize_chunk_fast = task(
 # Loads the network once (cached for the chunks of this process) and checks it first.
 check_model = task(fast.model_record, name="check-model")
 assemble = task(assembly.assemble, name="assemble", **IO_RETRIES)
+# Not cached: its progress callback is an input, and a rerun must resume, not replay.
+train_network = task(train.train_style, name="train-network", tags=["gpu"], cache_policy=NO_CACHE)
