@@ -31,10 +31,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from nst_video.flows.stylize_video import Mode, stylize_video
+from nst_video.flows.stylize_video import Mode, default_work_dir, stylize_video
 from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_video.nst_core.files import check_writable
-from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.settings import TrainSettings, VideoSettings
 from nst_video.tasks import fast, storage
 from nst_video.tasks.plan import (
     CHUNK_FRAMES,
@@ -164,6 +164,7 @@ def stylize_batch(
     work_dir: WorkDir = None,
     mode: Mode = "optimize",
     model: str | None = None,
+    training: TrainSettings | None = None,
 ) -> dict:
     """Stylize every video under `source` into `destination`; -> the batch summary.
 
@@ -182,7 +183,9 @@ def stylize_batch(
     else:
         check_destination(destination)
     if mode == "fast" and model is None and jobs:
-        model = str(fast.model_needed(styles, [uri for uri, _ in jobs], settings))
+        staging = Path(work_dir or default_work_dir()) / "train-inputs"
+        videos = [uri for uri, _ in jobs]
+        model = str(fast.model_needed(styles, videos, settings, staging, training))
     params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
     params |= {"mode": mode, "model": model}
     rows = _run_all(jobs, styles, settings, concurrency, crf=crf, work_dir=work_dir, **params)

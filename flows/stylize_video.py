@@ -22,7 +22,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from nst_video.nst_core.errors import InvalidSettingsError
-from nst_video.nst_core.settings import VideoSettings
+from nst_video.nst_core.settings import TrainSettings, VideoSettings
 from nst_video.tasks import fast, prefect_tasks, storage
 from nst_video.tasks.assemble import segment_crf
 from nst_video.tasks.plan import (
@@ -95,6 +95,7 @@ def stylize_video(
     batch_chunks: int = 1,
     mode: Mode = "optimize",
     model: str | None = None,
+    training: TrainSettings | None = None,
 ) -> dict:
     """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).
 
@@ -107,7 +108,9 @@ def stylize_video(
     for these `styles`) on every frame instead of optimizing: no warm-up (`overlap` and
     `batch_chunks` are not used), no scene detection, segments concatenated as they are;
     of `settings` only size, original_colors and precision apply. The job id adds the mode
-    and the model's sha256 (optimization mode's ids are unchanged).
+    and the model's sha256 (optimization mode's ids are unchanged). Without `model`, the
+    cached model for these styles and this video is used, trained first when missing, with
+    `training` (default: the training defaults at `settings`' loss and size).
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -123,7 +126,10 @@ def stylize_video(
     }
     work_root = Path(work_dir or default_work_dir())
     if is_fast:
-        model = model or str(fast.model_needed(styles, [source], settings))
+        if model is None:
+            logger.info("fast mode without a model: the cached one, trained first if missing")
+            staging = work_root / "train-inputs"
+            model = str(fast.model_needed(styles, [source], settings, staging, training))
         local_model, model_sha256 = fast.fetch_model(model, work_root)
         plan_params |= {"mode": mode, "model_sha256": model_sha256}
     job = job_id(**_job_identity(source, styles, settings, **plan_params))

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.fast_model import ModelCard, file_sha256, load_fast_model, read_card
 from nst_video.nst_core.fast_stylize import (
     DEFAULT_BATCH,
@@ -27,7 +26,12 @@ from nst_video.nst_core.fast_stylize import (
     stylize_frames,
 )
 from nst_video.nst_core.images import resize, save_image, to_uint8
-from nst_video.nst_core.settings import StyleSettings, VideoSettings
+from nst_video.nst_core.settings import (
+    LossSettings,
+    StyleSettings,
+    TrainSettings,
+    VideoSettings,
+)
 from nst_video.nst_core.size import Size
 from nst_video.nst_core.temporal import FrameStats
 from nst_video.tasks import storage
@@ -41,14 +45,31 @@ from nst_video.tasks.stylize import (
 from nst_video.tasks.video import VideoInfo, probe, read_frames, write_frames
 
 
-def model_needed(styles: Sequence[str], videos: Sequence[str], settings: VideoSettings) -> Path:
-    """The model to use when none is given: training on the fly is not available yet.
-
-    The switch for `tasks/train.py`'s cached_model(style_paths, videos, settings) -> Path.
+def model_needed(
+    styles: Sequence[str],
+    videos: Sequence[str],
+    settings: VideoSettings,
+    staging: Path,
+    training: TrainSettings | None = None,
+) -> Path:
+    """The model to use when none is given: the cached one for these styles, data and
+    training settings (tasks/train.py cached_model), trained on frames of `videos` first
+    when missing. Inputs on S3 are fetched into `staging`; the cache key uses their S3
+    identities, so every machine and rerun finds the same model.
     """
-    raise InvalidSettingsError(
-        "--mode fast needs --model (training on the fly is not available yet)"
-    )
+    from nst_video.tasks.train import cached_model  # imports the training stack on demand
+
+    local_styles = [storage.fetch(style, staging) for style in styles]
+    local_videos = [storage.fetch(video, staging) for video in videos]
+    identities = [storage.identity(video) for video in videos]
+    chosen = training or training_settings(settings)
+    return cached_model(local_styles, local_videos, chosen, identities=identities)
+
+
+def training_settings(settings: StyleSettings) -> TrainSettings:
+    """Training settings for a video's settings: its loss and size, the training defaults."""
+    loss = {name: getattr(settings, name) for name in LossSettings.model_fields}
+    return TrainSettings(**loss, size=settings.size)
 
 
 def fetch_model(model: str, work_root: Path) -> tuple[Path, str]:

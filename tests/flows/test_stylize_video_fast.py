@@ -12,7 +12,8 @@ import pytest
 from nst_video.flows.stylize_video import stylize_video
 from nst_video.nst_core.errors import InvalidInputError, InvalidSettingsError
 from nst_video.nst_core.fast_model import file_sha256
-from nst_video.nst_core.settings import make_video_settings
+from nst_video.nst_core.settings import make_train_settings, make_video_settings
+from nst_video.nst_core.weights.cache import CACHE_FILE, SIDECAR_FILE, cache_dir
 from nst_video.tasks import fast as fast_module
 from nst_video.tasks import video
 from tests.fast_models import tiny_model
@@ -150,10 +151,29 @@ def test_model_without_fast_mode_is_refused(prefect_api_url, basic, style, model
         stylize_video(str(basic), [style], str(tmp_path / "o.mp4"), SETTINGS, model=str(model))
 
 
-def test_fast_mode_without_a_model_says_training_is_not_available(
-    prefect_api_url, basic, style, tmp_path
+def test_fast_mode_without_a_model_trains_once_then_reuses_it(
+    prefect_api_url, basic, style, tmp_path, monkeypatch
 ):
-    out = tmp_path / "o.mp4"
-    with pytest.raises(InvalidSettingsError, match="--mode fast needs --model"):
-        stylize_video(str(basic), [style], str(out), SETTINGS, mode="fast")
-    assert not out.exists()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in (CACHE_FILE, SIDECAR_FILE):  # the real VGG19 weights, in the moved cache
+        (cache / name).symlink_to(cache_dir() / name)
+    monkeypatch.setenv("NST_CACHE_DIR", str(cache))
+    training = make_train_settings(
+        width=4, residual_blocks=1, steps=2, batch_size=1, crop=16, frames_per_video=2, size=48
+    )
+
+    def run(name: str) -> dict:
+        return stylize_video(
+            str(basic), [style], str(tmp_path / name), SETTINGS,
+            work_dir=str(tmp_path / "work"), mode="fast", training=training,
+        )  # fmt: skip
+
+    first = run("a.mp4")
+    (model,) = (cache / "models").glob("*.keras")
+    trained_at = model.stat().st_mtime_ns
+    second = run("b.mp4")
+    assert first["model"]["sha256"] == second["model"]["sha256"] == file_sha256(model)
+    assert first["model"]["card"]["training"]["steps"] == 2
+    assert model.stat().st_mtime_ns == trained_at  # found in the cache, not trained again
+    assert video.probe(tmp_path / "b.mp4").frame_count == video.probe(basic).frame_count
