@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks import batch, clip, common, memory, pipeline, speed, temporal
+from benchmarks import batch, clip, common, fast, memory, pipeline, speed, temporal
 
 # name -> function(quick: bool) -> common.Report; one module per benchmark.
 REGISTRY: dict[str, Callable[[bool], common.Report]] = {
@@ -19,7 +19,10 @@ REGISTRY: dict[str, Callable[[bool], common.Report]] = {
     "clip": clip.run,  # derived from the results above: keep it last
 }
 # Run only when named: longer studies whose figures docs/performance.md quotes.
-EXTRA: dict[str, Callable[[bool], common.Report]] = {"temporal_long": temporal.run_long}
+EXTRA: dict[str, Callable[[bool], common.Report]] = {
+    "temporal_long": temporal.run_long,
+    "fast": fast.run,  # needs the shipped model, assets/models/starry_night_fast.keras
+}
 
 
 def main(argv: list[str] | None = None) -> int:
