@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from click.core import ParameterSource
 
 # Before anything imports TensorFlow: keep its C++ start-up chatter off the user's terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -273,6 +274,7 @@ def _bundled_model() -> Path:
 
 # `nst demo`'s settings: smaller and shorter than a real run's, about three minutes on a CPU.
 DEMO_SETTINGS = {"size": 128, "first_iterations": 300, "iterations": 30}
+FAST_DEMO_SIZE = 256  # the bundled clip's own size: fast mode affords it
 
 
 @app.command()
@@ -298,13 +300,16 @@ def demo(
     output.mkdir(parents=True, exist_ok=True)
     clip = ASSETS / "videos" / "bottles_with_tone.mp4"
     result = output / "bottles_starry_night.mp4"
-    chosen = {"size"} if is_fast else set(DEMO_SETTINGS)  # fast mode: no iteration budgets
+    chosen = settings.model_dump(include=set(DEMO_SETTINGS))
+    if is_fast:  # no iteration budgets; the clip's own 256 px unless --size says otherwise
+        given = ctx.get_parameter_source("size") == ParameterSource.COMMANDLINE
+        chosen = {"size": settings.size if given else FAST_DEMO_SIZE}
     video(
         ctx=ctx,
         source=str(clip),
         styles=[str(ASSETS / "styles" / "starry_night.jpg")],
         output=str(result),
-        **settings.model_dump(include=chosen),
+        **chosen,
         **({"mode": mode, "model": model} if is_fast else {}),
     )
     from nst_video.tasks.report import contact_sheet
