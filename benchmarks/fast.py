@@ -161,6 +161,38 @@ def _strip(pictures: dict, path: Path) -> None:
     Image.fromarray((np.concatenate(rows, 0) * 255).round().astype("uint8")).save(path, quality=88)
 
 
+def _plot(speed_rows: list[dict], quality_rows: list[dict]):
+    """Frames per second (log scale) and Gatys loss / still churn of each mode, side by side."""
+
+    def draw(path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        moving = [r for r in quality_rows if r["clip"] == "moving"]
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        labels = [f"fast {r['size']}\n{r['precision']}" for r in speed_rows]
+        labels += [f"{r['mode']}\n256x144" for r in moving if r["mode"] != "fast"]
+        fps = [r["fps"] for r in speed_rows] + [r["fps"] for r in moving if r["mode"] != "fast"]
+        axes[0].bar(labels, fps, color="tab:blue")
+        axes[0].set_yscale("log")
+        axes[0].set_title("frames per second (CPU)")
+        for axis, key, title in (
+            (axes[1], "gatys_loss", "Gatys loss (moving clip)"),
+            (axes[2], "churn_still_255", "still-pixel churn, /255"),
+        ):
+            axis.bar([r["mode"] for r in moving], [r[key] for r in moving], color="tab:orange")
+            axis.set_title(title)
+        for axis in axes:
+            axis.tick_params(axis="x", labelsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    return draw
+
+
 def run(quick: bool = False) -> common.Report:
     from nst_video.nst_core.fast_model import load_fast_model
 
@@ -200,4 +232,5 @@ def run(quick: bool = False) -> common.Report:
             "still": STILL,
         },  # fmt: skip
         extra={"training": training, "strip": strip_path.name},
+        plot=_plot(speed_rows, quality_rows),
     )
