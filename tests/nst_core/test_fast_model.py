@@ -100,3 +100,13 @@ def test_file_sha256_is_the_identity_of_the_bytes(tmp_path: Path) -> None:
     a.write_bytes(b"x" * 3)
     b.write_bytes(b"x" * 3)
     assert file_sha256(a) == file_sha256(b) != file_sha256(__file__)
+
+
+def test_the_bundled_model_paints_the_bundled_style(assets: Path, content_64) -> None:
+    style = assets / "styles" / "starry_night.jpg"
+    net, card = load_fast_model(
+        assets / "models" / "starry_night_fast.keras", style_sha256=(file_sha256(style),)
+    )
+    painted = np.asarray(net(content_64[None]))[0]
+    assert painted.shape == content_64.shape and card.training["steps"] > 0
+    assert np.abs(painted - content_64).mean() > 0.1  # a painting, not the photo
