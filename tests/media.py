@@ -157,6 +157,17 @@ def with_long_audio(media: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def non_square(media: Path) -> Path:
+    """6 frames of 160x120 stored at SAR 4:3 (displayed as 213x120, 16:9), with a 0.5 s tone
+    that outlasts the 0.2 s video."""
+    out = media / "non_square.mp4"
+    ffmpeg("-f", "lavfi", "-i", testsrc("160x120", 6), "-f", "lavfi", "-i", "sine=f=440:d=0.5",
+           "-vf", "setsar=4/3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           str(out))  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
 def two_scenes(media: Path) -> Path:
     """12 frames of testsrc then 12 of colour bars: a cut at frame 12."""
     out = media / "two_scenes.mp4"

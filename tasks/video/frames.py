@@ -5,8 +5,9 @@
   with the same frames of a full decode (cost: O(start) decoding, cheap next to stylization).
 - VFR input: frames are yielded as decoded (no duplication or dropping); writing them back at
   ``avg_fps`` keeps the total duration, so the source audio stays in sync overall.
-- Rotation is applied by explicit transpose filters from the probed rotation, so the frames'
-  shape always matches the displayed size.
+- Rotation is applied by explicit transpose filters from the probed rotation, and the scale
+  to the displayed size resamples non-square pixels (SAR) to square ones, so the frames'
+  shape always matches the displayed size and a frame written back displays the same.
 - Odd sizes on output: libx264 with yuv420p needs even dimensions; ``write_frames`` pads the
   last row/column by replicating it (no resampling, every source pixel kept as is).
 """
@@ -69,11 +70,12 @@ def read_frames(
     """Yield frames ``start .. start+count-1`` as uint8 RGB arrays of shape (H, W, 3).
 
     Frame-exact: frame i of any range is bit-identical to frame i of a full decode. Rotation
-    is applied (shape matches the probe's width/height); 10-bit and full-range input are
-    converted to 8-bit full-range RGB using the stream's colour tags. ``size`` caps the longer
-    side (see Size.fit). Pass ``info`` (probe of the same file) to skip reading the header
-    and counting the frames. Arguments are checked now; ffmpeg starts on the first ``next()``
-    and is killed and reaped if the generator is closed early or the consumer fails.
+    and the sample aspect ratio are applied (square pixels; shape matches the probe's
+    width/height); 10-bit and full-range input are converted to 8-bit full-range RGB using
+    the stream's colour tags. ``size`` caps the longer side (see Size.fit). Pass ``info``
+    (probe of the same file) to skip reading the header and counting the frames. Arguments
+    are checked now; ffmpeg starts on the first ``next()`` and is killed and reaped if the
+    generator is closed early or the consumer fails.
     """
     p = Path(path)
     stream = _stream(p, info)

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from nst_video.nst_core.errors import InvalidInputError
@@ -48,6 +49,7 @@ class Header:
     bit_depth: int = 8
     color_range: str = "tv"
     rotation: int = 0
+    sample_aspect: Fraction = Fraction(1)
     duration: float | None = None
     audio_codecs: tuple[str, ...] = ()
     still_image: bool = False
@@ -59,9 +61,11 @@ class Header:
 
     @property
     def size(self) -> Size:
-        """The size as displayed: the stored size, turned by the rotation."""
-        turned = self.rotation in (90, 270)
-        return Size(self.coded_height, self.coded_width) if turned else self.coded_size
+        """The size as displayed, in square pixels: the stored width stretched by the sample
+        aspect ratio (a 160x120 stream at SAR 4:3 shows as 213x120), turned by the rotation."""
+        width = max(1, round(self.coded_width * self.sample_aspect))
+        square = Size(width, self.coded_height)
+        return Size(square.height, square.width) if self.rotation in (90, 270) else square
 
 
 def read_header(path: Path) -> Header:
@@ -185,8 +189,20 @@ def _rotation_from_lines(lines: Iterable[str]) -> int:
     return 0
 
 
+def _sample_aspect(text: str | None) -> Fraction:
+    """A sample aspect ratio ("4:3"); 1 when missing or unknown ("0:1", "N/A")."""
+    match = re.fullmatch(r"(\d+):(\d+)", text or "")
+    num, den = (int(g) for g in match.groups()) if match else (0, 0)
+    return Fraction(num, den) if num and den else Fraction(1)
+
+
 def _video_fields(description: str) -> dict[str, object]:
-    """Codec, pix_fmt, colour range and stored size from a ``Video:`` description."""
+    """Codec, pix_fmt, colour range, stored size and SAR from a ``Video:`` description.
+
+    The last SAR wins: ffmpeg prints the codec's ("160x120 [SAR 4:3 DAR 16:9]") and then,
+    when the container overrides it, the container's (", SAR 3:2 DAR 2:1"), which decoding
+    follows.
+    """
     fields = _split_top_level(description)
     codec = fields[0].split()[0]
     pix = re.match(r"(\w+)(?:\((.*)\))?", fields[1] if len(fields) > 1 else "")
@@ -194,6 +210,7 @@ def _video_fields(description: str) -> dict[str, object]:
     extras = [x.strip() for x in (pix.group(2) or "").split(",")] if pix else []
     size = next((m for f in fields if (m := re.match(r"(\d+)x(\d+)", f))), None)
     full = "pc" in extras or pix_fmt.startswith("yuvj")
+    sars = re.findall(r"SAR (\d+:\d+)", description)
     return {
         "video_codec": codec,
         "pix_fmt": pix_fmt,
@@ -201,6 +218,7 @@ def _video_fields(description: str) -> dict[str, object]:
         "color_range": "pc" if full else "tv",
         "coded_width": int(size.group(1)) if size else 0,
         "coded_height": int(size.group(2)) if size else 0,
+        "sample_aspect": _sample_aspect(sars[-1] if sars else None),
     }
 
 
@@ -262,6 +280,7 @@ def header_from_ffprobe_json(data: dict) -> Header:
         bit_depth=int(bits) if str(bits).isdigit() else _bit_depth(pix_fmt),
         color_range="pc" if full else "tv",
         rotation=_ffprobe_rotation(v),
+        sample_aspect=_sample_aspect(v.get("sample_aspect_ratio")),
         duration=duration,
         audio_codecs=audio,
         still_image=bool(_IMAGE_DEMUXERS.search(format_name)),

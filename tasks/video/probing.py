@@ -34,11 +34,12 @@ from nst_video.tasks.video.process import (
 class VideoInfo:
     """What the pipeline needs to know about a video's first video stream.
 
-    ``width``/``height`` are as displayed (after rotation), ``coded_*`` as stored in the
-    stream. ``rotation`` is clockwise degrees to apply for display (the old ``rotate`` tag's
-    convention). ``frame_count`` is what a full decode yields. ``duration`` is that of the
-    video: ``frame_count / avg_fps`` (the length ``write_frames`` gives at ``avg_fps``).
-    Pixel aspect ratio is not corrected: dimensions are in stored pixels.
+    ``width``/``height`` are as displayed, in square pixels (after the sample aspect ratio
+    ``sample_aspect`` and the rotation), ``coded_*`` as stored in the stream: ``read_frames``
+    decodes to the displayed size, so stylized frames have square pixels. ``rotation`` is
+    clockwise degrees to apply for display (the old ``rotate`` tag's convention).
+    ``frame_count`` is what a full decode yields. ``duration`` is that of the video:
+    ``frame_count / avg_fps`` (the length ``write_frames`` gives at ``avg_fps``).
     """
 
     path: Path
@@ -48,6 +49,7 @@ class VideoInfo:
     coded_width: int
     coded_height: int
     rotation: int
+    sample_aspect: Fraction
     frame_count: int
     avg_fps: Fraction
     r_fps: Fraction
@@ -96,6 +98,7 @@ def _video_info(path: Path, header: Header, timing: _Timing) -> VideoInfo:
         coded_width=header.coded_width,
         coded_height=header.coded_height,
         rotation=header.rotation,
+        sample_aspect=header.sample_aspect,
         frame_count=count,
         avg_fps=avg,
         r_fps=r,
