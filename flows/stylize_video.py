@@ -24,7 +24,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.settings import TrainSettings, VideoSettings
 from nst_video.tasks import fast, prefect_tasks, storage
-from nst_video.tasks.assemble import segment_crf
+from nst_video.tasks.assemble import audio_range, segment_crf
 from nst_video.tasks.plan import (
     CHUNK_FRAMES,
     CRF,
@@ -193,13 +193,15 @@ def stylize_video(
     results.sort(key=lambda r: r.index)
 
     final = job_dir / f"final{Path(destination).suffix or '.mp4'}"
+    audio_start, audio_duration = audio_range(info, first, count)
     prefect_tasks.assemble(
         [(r.segment, r.warmup) for r in results],
         local_source,
         str(final),
         info.avg_fps,
-        float(first / info.avg_fps),
+        audio_start,
         crf=crf,
+        audio_duration=audio_duration,
     )
     storage.publish(final, destination)
     manifest = {

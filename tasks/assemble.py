@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from nst_video.tasks.stylize import crossfade_frames
-from nst_video.tasks.video import concat, mux_audio, write_frames
+from nst_video.tasks.video import VideoInfo, concat, mux_audio, write_frames
 
 SEGMENT_CRF = 12
 
@@ -30,6 +30,14 @@ def segment_crf(warmups: Iterable[int], crf: int) -> int:
     return min(crf, SEGMENT_CRF) if reencodes(warmups) else crf
 
 
+def audio_range(info: VideoInfo, first: int, count: int) -> tuple[float, float | None]:
+    """(start, duration) in seconds of the source's audio that goes with frames [first,
+    first + count); no duration (to the audio's end) when they reach the last frame, so
+    audio that outlasts the video is kept as the source plays it."""
+    start = float(first / info.avg_fps)
+    return start, None if first + count >= info.frame_count else float(count / info.avg_fps)
+
+
 def assemble(
     segments: list[tuple[str, int]],
     source: str,
@@ -37,13 +45,15 @@ def assemble(
     fps: Fraction,
     audio_start: float,
     crf: int = 18,
+    audio_duration: float | None = None,
 ) -> str:
-    """Join the chunk segments at `crf` and put the source's audio back; returns `out`."""
+    """Join the chunk segments at `crf` and put the source's audio back (from `audio_start`
+    for `audio_duration` seconds, see `audio_range`); returns `out`."""
     joined = Path(out).with_name("joined" + Path(out).suffix)
     if reencodes(warmup for _, warmup in segments):
         write_frames(crossfade_frames(segments), joined, fps, crf=crf)
     else:
         concat([path for path, _ in segments], joined)
-    mux_audio(joined, source, out, audio_start=audio_start)
+    mux_audio(joined, source, out, audio_start=audio_start, audio_duration=audio_duration)
     joined.unlink()
     return out

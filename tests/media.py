@@ -152,7 +152,7 @@ def with_short_audio(media: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def with_long_audio(media: Path) -> Path:
-    """Video 0.4 s with a 2 s tone: the audio must be cut at the video's end."""
+    """Video 0.4 s with a 2 s tone: the audio outlasts the video and must be kept whole."""
     return with_tone(media / "long_audio.mp4", 2)
 
 

@@ -64,32 +64,33 @@ def mux_audio(
     out: str | os.PathLike[str],
     *,
     audio_start: float = 0.0,
+    audio_duration: float | None = None,
 ) -> Path:
     """Write ``video``'s video stream plus all of ``source``'s audio streams, both copied.
 
-    Audio packets are copied bit-exact (no re-encode). Duration follows the video: audio
-    longer than the video is cut at the video's end (``-t``, to within one audio packet);
-    audio shorter is kept whole and the rest of the video plays silent. ``-shortest`` is
-    not used because it would cut the video when the audio is shorter. Without audio in
-    ``source`` the video is just remuxed. ``audio_start`` (seconds) takes the audio from
-    that point of the source, for a video made from a later range of its frames. Written
-    atomically; returns the output path.
+    Audio packets are copied bit-exact (no re-encode), as the source plays them from
+    ``audio_start`` (seconds) for ``audio_duration`` seconds, or to their end when None
+    (to within one audio packet): for a video made from a range of the source's frames.
+    The video is never cut: audio that outlasts it plays on after its last frame, audio
+    shorter leaves the rest silent. Without audio in ``source`` the video is just
+    remuxed. Written atomically; returns the output path.
     """
     dest = Path(out)
     check_output_path(dest)
     vid, src = check_input_file(video), check_input_file(source)
-    duration = video_header(vid).duration
-    has_audio = bool(read_header(src).audio_codecs)
+    span = _audio_span(audio_start, audio_duration)
     streams = [ffinput(vid)["v:0"]]
-    limit: dict[str, str] = {}
-    if has_audio:
-        seek = {"ss": f"{audio_start:.6f}"} if audio_start > 0 else {}
-        streams.append(ffinput(src, **seek)["a"])
-        if duration:  # header durations are rounded to 10 ms: add 10 ms, never cut video
-            limit = {"t": f"{duration + 0.01:.3f}"}
+    if read_header(src).audio_codecs:
+        streams.append(ffinput(src, **span)["a"])
     with atomic_path(dest) as tmp:
-        args = command(
-            *streams, out=tmp, global_args=_OVERWRITE, c="copy", **limit, **faststart(tmp)
-        )
+        args = command(*streams, out=tmp, global_args=_OVERWRITE, c="copy", **faststart(tmp))
         run_checked(dest, args)
     return dest
+
+
+def _audio_span(start: float, duration: float | None) -> dict[str, str]:
+    """Input options that read the source's audio from `start` for `duration` seconds."""
+    if start < 0 or (duration is not None and duration <= 0):
+        raise ValueError(f"audio range must start at >= 0 and last > 0 s, got {start}, {duration}")
+    span = {"ss": f"{start:.6f}"} if start > 0 else {}
+    return span | ({"t": f"{duration:.6f}"} if duration is not None else {})

@@ -497,17 +497,6 @@ def test_mux_audio_copies_audio_bit_exact(
     assert info.has_audio and info.frame_count == 12
 
 
-def test_mux_audio_cuts_longer_audio_at_video_end(
-    tmp_path: Path, basic_frames: list[np.ndarray], with_long_audio: Path
-) -> None:
-    stylized = tmp_path / "stylized.mp4"
-    video.write_frames(basic_frames, stylized, Fraction(FPS))
-    out = video.mux_audio(stylized, with_long_audio, tmp_path / "final.mp4")
-    duration = headers.header_with_ffmpeg(out).duration
-    assert duration == pytest.approx(0.4, abs=0.05)  # not the audio's 2 s
-    assert video.probe(out).frame_count == 12
-
-
 def test_mux_audio_without_source_audio_copies_video(tmp_path: Path, basic: Path) -> None:
     out = video.mux_audio(basic, basic, tmp_path / "final.mkv")
     info = video.probe(out)
