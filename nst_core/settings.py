@@ -176,8 +176,10 @@ class VideoSettings(StyleSettings):
         le=100_000,
         description="Iterations of a cold start (first frame, scene cuts, chunk starts).",
     )
-    frame_init: Literal["prev", "prev+delta", "content"] = Field(
-        "prev", description="Warm start: prev, prev+delta, or content (independent frames)."
+    frame_init: Literal["prev", "prev+delta", "masked", "masked-delta", "content"] = Field(
+        "prev",
+        description="Warm start: prev, prev+delta, masked (prev where the input is still, "
+        "the content where it changed), masked-delta, or content (independent frames).",
     )
     carry_state: bool = Field(True, description="Keep Adam's moments across warm frames.")
     temporal_weight: float = Field(

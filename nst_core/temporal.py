@@ -22,8 +22,8 @@ variants from a shared history.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,12 @@ class Reference:
     output: np.ndarray
     age: np.ndarray  # (H, W, 1) frames since the last change
 
+    @classmethod
+    def settled(cls, content: np.ndarray, output: np.ndarray, settle: int) -> Reference:
+        """Every pixel held at once (a converged cold start)."""
+        age = np.full(content.shape[:2] + (1,), settle, dtype="float32")
+        return cls(content, output, age)
+
     def updated(
         self, content: np.ndarray, output: np.ndarray, sigma: float, settle: int
     ) -> Reference:
@@ -87,10 +93,29 @@ class ChainSnapshot:
     previous_output: np.ndarray | None = None
     reference: Reference | None = None
     adam_state: Any = None  # the stepper's state, carried across warm frames
+    leap: bool = False  # the next frame may be far from previous_input (a chain seeded
+    # from its shot's keyframe): its budget grows with the share of changed pixels
 
     @property
     def cold(self) -> bool:
         return self.previous_output is None
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A shot's first frame, stylized from a cold start; every chain of the shot starts
+    from it, so chunks share its texture and their still pixels are held to the same
+    output on both sides of a seam."""
+
+    index: int
+    content: np.ndarray
+    output: np.ndarray
+    stats: FrameStats
+
+    def snapshot(self, settle: int) -> ChainSnapshot:
+        """A chain's memory just after this frame."""
+        reference = Reference.settled(self.content, self.output, settle)
+        return ChainSnapshot(self.content, self.output, reference, leap=True)
 
 
 class FrameChain:
@@ -124,16 +149,21 @@ class FrameChain:
     def _reference_after(self, content: np.ndarray, output: np.ndarray) -> Reference:
         s, reference = self.settings, self._memory.reference
         if reference is None:  # a cold start: converged, so held at once
-            age = np.full(content.shape[:2] + (1,), s.settle_frames, dtype="float32")
-            return Reference(content, output, age)
+            return Reference.settled(content, output, s.settle_frames)
         return reference.updated(content, output, s.motion_sigma, s.settle_frames)
 
     def _warm_init(self, content: np.ndarray) -> np.ndarray:
-        memory = self._memory
-        if self.settings.frame_init == "prev+delta":
-            change = content - memory.previous_input
-            return np.clip(memory.previous_output + change, 0.0, 1.0)
-        return memory.previous_output
+        memory, init = self._memory, self.settings.frame_init
+        if init == "prev":
+            return memory.previous_output
+        shifted = np.clip(memory.previous_output + content - memory.previous_input, 0.0, 1.0)
+        if init == "prev+delta":
+            return shifted
+        # masked: still pixels from prev, pixels whose input changed from the content
+        # (masked) or from prev+delta (masked-delta)
+        still = still_mask(content, memory.previous_input, self.settings.motion_sigma)
+        released = content if init == "masked" else shifted
+        return still * memory.previous_output + (1.0 - still) * released
 
     def _anchor(self, content: np.ndarray) -> TemporalAnchor | None:
         s, reference = self.settings, self._memory.reference
@@ -141,6 +171,14 @@ class FrameChain:
             return None
         mask = reference.mask(content, s.motion_sigma, s.settle_frames)
         return TemporalAnchor(reference.output[None], mask[None], s.temporal_weight)
+
+    def _warm_iterations(self, content: np.ndarray) -> int:
+        """`iterations`, or after a leap up to `first_iterations` as the picture changed."""
+        s, memory = self.settings, self._memory
+        if not memory.leap:
+            return s.iterations
+        changed = 1.0 - float(still_mask(content, memory.previous_input, s.motion_sigma).mean())
+        return s.iterations + round(max(s.first_iterations - s.iterations, 0) * changed)
 
     def step(
         self, content: np.ndarray, index: int = 0, *, stop: Stop | None = None
@@ -156,7 +194,7 @@ class FrameChain:
             init, iterations = initial_image(content, s), s.first_iterations
             anchor, state = None, None
         else:
-            init, iterations = self._warm_init(content), s.iterations
+            init, iterations = self._warm_init(content), self._warm_iterations(content)
             anchor = self._anchor(content)
             state = self._memory.adam_state if s.carry_state else None
         output, curve, state = self.transfer.optimize(
@@ -186,15 +224,25 @@ class FrameChain:
         frames: Iterable[np.ndarray],
         *,
         cuts: Iterable[int] = (),
+        keyframes: Mapping[int, Keyframe] | None = None,
         start: int = 0,
         progress: Callable[[FrameStats], None] | None = None,
     ) -> Iterator[tuple[np.ndarray, FrameStats]]:
-        """Yield (stylized frame, stats) for each frame; frames at `cuts` cold-start."""
-        cut_set = set(cuts)
+        """Yield (stylized frame, stats) for each frame; frames at `cuts` cold-start.
+
+        At a frame with a keyframe the chain yields the keyframe's output (stats with no
+        iterations: they were spent on the keyframe) and goes on from it.
+        """
+        cut_set, keyframes = set(cuts), keyframes or {}
         for index, frame in enumerate(frames, start=start):
-            if index in cut_set:
-                self.reset()
-            output, stats = self.step(frame, index)
+            if index in keyframes:
+                keyframe = keyframes[index]
+                self.restore(keyframe.snapshot(self.settings.settle_frames))
+                output, stats = keyframe.output, replace(keyframe.stats, iterations=0, seconds=0)
+            else:
+                if index in cut_set:
+                    self.reset()
+                output, stats = self.step(frame, index)
             if progress:
                 progress(stats)
             yield output, stats

@@ -6,7 +6,7 @@ import pytest
 from nst_video.nst_core.metrics import frame_changes
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.nst_core.stylize import StyleTransfer
-from nst_video.nst_core.temporal import FrameChain, still_mask
+from nst_video.nst_core.temporal import FrameChain, Keyframe, still_mask
 
 BASE = {"size": 64, "tolerance": 0.0, "first_iterations": 8, "iterations": 3}
 
@@ -160,3 +160,53 @@ def test_a_step_takes_its_own_stop(moving_frames, starry_64, vgg_weights):
     _, stats = chain.step(moving_frames[1], 1, stop=stop)
     assert stats.iterations == 2 and len(stop.seen) == 2
     assert stats.loss == stop.seen[-1]
+
+
+def _keyframe(chain: FrameChain, frame: np.ndarray) -> Keyframe:
+    output, stats = chain.step(frame, 0)
+    return Keyframe(0, frame, output, stats)
+
+
+def test_a_chain_goes_on_from_a_keyframe_without_restylizing_it(
+    moving_frames, starry_64, vgg_weights
+):
+    keyframe = _keyframe(_chain([starry_64], vgg_weights), moving_frames[0])
+    chain = _chain([starry_64], vgg_weights)
+    runs = list(chain.run(moving_frames[:3], keyframes={0: keyframe}))
+    np.testing.assert_array_equal(runs[0][0], keyframe.output)
+    assert runs[0][1].iterations == 0 and runs[0][1].loss == keyframe.stats.loss
+    assert [s.cold_start for _, s in runs[1:]] == [False, False]
+
+
+def test_the_first_frame_after_a_keyframe_gets_iterations_for_what_changed(
+    content_64, starry_64, vgg_weights
+):
+    """A leap from the keyframe to a frame where half the picture changed gets about half
+    of the cold start's extra budget; an unchanged frame gets the warm budget."""
+    changed = content_64.copy()
+    changed[:, :32] = (changed[:, :32] + 0.5) % 1.0
+    moved_share = 1.0 - still_mask(changed, content_64, 0.05).mean()
+    budgets = {}
+    for name, frame in (("same", content_64), ("changed", changed)):
+        chain = _chain([starry_64], vgg_weights, first_iterations=40, iterations=4)
+        keyframe = _keyframe(_chain([starry_64], vgg_weights), content_64)
+        chain.restore(keyframe.snapshot(settle=8))
+        budgets[name] = chain.step(frame)[1].iterations
+        budgets[name + " next"] = chain.step(frame)[1].iterations
+    assert budgets["same"] == 4
+    assert budgets["changed"] == 4 + round(36 * moved_share) and 10 < budgets["changed"] < 40
+    assert budgets["changed next"] == budgets["same next"] == 4
+
+
+def test_masked_init_starts_changed_pixels_from_the_content(content_64, starry_64, vgg_weights):
+    """With no warm iterations a frame's output is its warm start: still pixels repeat the
+    last output, pixels whose input changed show the new input."""
+    changed = content_64.copy()
+    changed[:, :32] = (changed[:, :32] + 0.5) % 1.0
+    chain = _chain([starry_64], vgg_weights, frame_init="masked", first_iterations=2, iterations=0)
+    (first, _), (second, _) = chain.run([content_64, changed])
+    moved = still_mask(changed, content_64, 0.05)[..., 0] < 1e-3
+    still = still_mask(changed, content_64, 0.05)[..., 0] == 1.0
+    assert moved.mean() > 0.3 and still.mean() > 0.3
+    np.testing.assert_allclose(second[moved], changed[moved], atol=1e-3)
+    np.testing.assert_allclose(second[still], first[still], atol=1e-6)
