@@ -25,6 +25,7 @@ from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.settings import TrainSettings, VideoSettings
 from nst_video.tasks import fast, prefect_tasks, storage
 from nst_video.tasks.assemble import audio_range, segment_crf
+from nst_video.tasks.keyframes import KeyframeResult
 from nst_video.tasks.plan import (
     CHUNK_FRAMES,
     CRF,
@@ -35,6 +36,7 @@ from nst_video.tasks.plan import (
     MaxFrames,
     Overlap,
     WorkDir,
+    chunk_shots,
     frame_range,
     job_id,
     plan_chunks,
@@ -154,7 +156,8 @@ def stylize_video(
     cuts = [] if is_fast else prefect_tasks.scene_cuts(Path(local_source), first, count, settings)
     chunks = plan_chunks(first, count, chunk_frames, plan_params["overlap"], cuts)
     logger.info("job %s: %d frames in %d chunks, cuts at %s", job, count, len(chunks), cuts)
-    notify_planned(sum(chunk.warmup + chunk.count for chunk in chunks))
+    shot_starts = [] if is_fast else [first, *cuts]
+    notify_planned(sum(chunk.warmup + chunk.count for chunk in chunks) + len(shot_starts))
 
     progress = create_progress_artifact(0.0, description=f"chunks of {source}")
     common = {
@@ -163,11 +166,22 @@ def stylize_video(
         "processing": sizing.processing,
         "output_size": sizing.requested if sizing.reduced else None,
     }
+    keyframes: dict[int, KeyframeResult] = {}
     if is_fast:
         futures = _submit_fast_chunks(
             chunks, job_dir, local_source, local_model, local_styles, settings, **common
         )
     else:
+        keyframes = _stylize_keyframes(
+            shot_starts,
+            job_dir,
+            local_source,
+            local_styles,
+            settings,
+            info=info,
+            processing=sizing.processing,
+            batch=batch_chunks,
+        )
         futures = _submit_chunks(
             chunks,
             job_dir,
@@ -176,6 +190,7 @@ def stylize_video(
             settings,
             cuts=cuts,
             batch=batch_chunks,
+            keyframes=keyframes,
             **common,
         )
     results: list[ChunkResult] = []
@@ -218,9 +233,11 @@ def stylize_video(
         "memory": sizing.as_dict(),
         "batch_chunks": batch_chunks,
         "chunks": [vars(r) | {"segment": Path(r.segment).name} for r in results],
+        "keyframes": [vars(k) | {"path": Path(k.path).name} for k in keyframes.values()],
         "totals": {
             "frames": sum(r.frames for r in results),
-            "iterations": sum(r.iterations for r in results),
+            "iterations": sum(r.iterations for r in results)
+            + sum(k.iterations for k in keyframes.values()),
             "stylize_seconds": sum(r.seconds for r in results if not r.resumed),
             "resumed_chunks": sum(r.resumed for r in results),
             "wall_seconds": time.perf_counter() - started,
@@ -236,18 +253,44 @@ def _segment(job_dir: Path, chunk: Chunk) -> str:
     return str(job_dir / "chunks" / f"{chunk.name}.mp4")
 
 
+def _stylize_keyframes(
+    shot_starts: list[int],
+    job_dir: Path,
+    source: str,
+    styles: list[str],
+    settings: VideoSettings,
+    **params,
+) -> dict[int, KeyframeResult]:
+    """Each shot's keyframe (its first frame, cold-started), before any chunk starts."""
+    folder = str(job_dir / "keyframes")
+    Path(folder).mkdir(exist_ok=True)
+    futures = [
+        prefect_tasks.stylize_keyframe.submit(source, styles, settings, index, folder, **params)
+        for index in shot_starts
+    ]
+    return {result.index: result for result in (future.result() for future in futures)}
+
+
 def _submit_chunks(
     chunks: list[Chunk],
     job_dir: Path,
     source: str,
     styles: list[str],
     settings: VideoSettings,
+    *,
+    keyframes: dict[int, KeyframeResult],
     **params,
 ) -> list:
-    """One optimization stylize-chunk task per chunk."""
+    """One optimization stylize-chunk task per chunk, its chain started from keyframes."""
     return [
         prefect_tasks.stylize_chunk.submit(
-            source, styles, settings, chunk, _segment(job_dir, chunk), **params
+            source,
+            styles,
+            settings,
+            chunk,
+            _segment(job_dir, chunk),
+            keyframes=[keyframes[i].path for i in chunk_shots(chunk, list(keyframes))],
+            **params,
         )
         for chunk in chunks
     ]

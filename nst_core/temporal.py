@@ -112,10 +112,11 @@ class Keyframe:
     output: np.ndarray
     stats: FrameStats
 
-    def snapshot(self, settle: int) -> ChainSnapshot:
-        """A chain's memory just after this frame."""
+    def snapshot(self, settle: int, *, leap: bool = False) -> ChainSnapshot:
+        """A chain's memory just after this frame; `leap`: the chain goes on from it at a
+        later frame than the next one."""
         reference = Reference.settled(self.content, self.output, settle)
-        return ChainSnapshot(self.content, self.output, reference, leap=True)
+        return ChainSnapshot(self.content, self.output, reference, leap=leap)
 
 
 class FrameChain:

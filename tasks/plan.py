@@ -87,6 +87,15 @@ def plan_chunks(
     return chunks
 
 
+def chunk_shots(chunk: Chunk, shot_starts: Sequence[int]) -> list[int]:
+    """The shots whose keyframes a chunk's chain needs (by first frame): the shot of its
+    first decoded frame, then every shot that starts inside it. `shot_starts` holds the
+    range's first frame and its scene cuts."""
+    end = chunk.start + chunk.count
+    current = max(start for start in shot_starts if start <= chunk.first_decoded)
+    return [current, *sorted(s for s in shot_starts if chunk.first_decoded < s < end)]
+
+
 def frame_range(
     info: VideoInfo,
     start_seconds: float = 0.0,

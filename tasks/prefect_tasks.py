@@ -25,6 +25,12 @@ stylize_chunk = task(
     tags=["gpu"],
     task_run_name="stylize {chunk.name} (frames {chunk.start}+{chunk.count})",
 )
+stylize_keyframe = task(
+    stylize.stylize_keyframe,
+    name="stylize-keyframe",
+    tags=["gpu"],
+    task_run_name="stylize keyframe {index}",
+)
 stylize_chunk_fast = task(
     fast.stylize_chunk_fast,
     name="stylize-chunk-fast",

@@ -23,7 +23,14 @@ from nst_video.nst_core.images import load_image, resize, to_uint8
 from nst_video.nst_core.settings import VideoSettings
 from nst_video.nst_core.size import Size
 from nst_video.nst_core.stylize import StyleTransfer
-from nst_video.nst_core.temporal import FrameChain, FrameStats
+from nst_video.nst_core.temporal import FrameChain, FrameStats, Keyframe
+from nst_video.tasks.keyframes import (
+    KeyframeResult,
+    keyframe_path,
+    load_keyframe,
+    save_keyframe,
+    stored_keyframe,
+)
 from nst_video.tasks.plan import Chunk
 from nst_video.tasks.video import VideoInfo, detect_scene_cuts, probe, read_frames, write_frames
 
@@ -49,21 +56,30 @@ def stylize_frames(
     count: int,
     info: VideoInfo,
     cuts: Sequence[int] = (),
+    keyframes: Sequence[Keyframe] = (),
     progress: Callable[[FrameStats], None] | None = None,
     size: int | None = None,
     output_size: Size | None = None,
 ) -> Iterator[tuple[np.ndarray, FrameStats]]:
     """Yield (stylized uint8 frame, stats) for frames [start, start + count) of `source`.
 
+    With `keyframes` (the keyframes of the shots the frames belong to), the chain starts
+    from the latest keyframe before `start` and goes on from each one it meets; without,
+    it cold-starts at `start` and at `cuts`.
     Frames are decoded with their longest side at `size` (default settings.size) and, when
     `output_size` differs, the stylized frames are resized to it (the
     memory guard's "reduce": stylize smaller, upscale back).
     """
     settings = transfer.settings
     chain = FrameChain(transfer, settings)
+    by_index = {keyframe.index: keyframe for keyframe in keyframes}
+    if start not in by_index and (earlier := [k for k in keyframes if k.index < start]):
+        latest = max(earlier, key=lambda k: k.index)
+        chain.restore(latest.snapshot(settings.settle_frames, leap=True))
     longest = size or settings.size
     frames = _as_float(read_frames(source, start, count, size=longest, info=info))
-    for output, stats in chain.run(frames, cuts=cuts, start=start, progress=progress):
+    runs = chain.run(frames, cuts=cuts, keyframes=by_index, start=start, progress=progress)
+    for output, stats in runs:
         if output_size and Size.of(output) != output_size:
             output = resize(output, output_size)
         yield to_uint8(output), stats
@@ -132,6 +148,32 @@ def _build_transfer(
     return StyleTransfer([load_image(path) for path in style_paths], settings, batch=batch)
 
 
+def stylize_keyframe(
+    source: str | os.PathLike,
+    style_paths: Sequence[str],
+    settings: VideoSettings,
+    index: int,
+    folder: str | os.PathLike,
+    *,
+    info: VideoInfo,
+    processing: Size | None = None,
+    batch: int = 1,
+) -> KeyframeResult:
+    """Cold-start frame `index` (a shot's first) and store it, or return the stored one."""
+    processing = processing or info.size.fit(settings.size)
+    path = keyframe_path(Path(folder), index)
+    if done := stored_keyframe(path, processing):
+        return done
+    transfer = cached_transfer(settings, tuple(style_paths), batch)
+    frames = read_frames(source, index, 1, size=processing.longest, info=info)
+    content = next(_as_float(frames))
+    with transfer.stepper.joined():
+        output, stats = FrameChain(transfer, settings).step(content, index)
+    notify_stylized(stats)
+    save_keyframe(path, Keyframe(index, content, output, stats))
+    return KeyframeResult(index, str(path), stats.iterations, stats.seconds)
+
+
 def _marker(segment: Path) -> Path:
     return segment.with_suffix(".json")
 
@@ -170,8 +212,12 @@ def stylize_chunk(
     processing: Size | None = None,
     output_size: Size | None = None,
     batch: int = 1,
+    keyframes: Sequence[str] = (),
 ) -> ChunkResult:
     """Stylize one chunk into a silent video segment, or return it if already done.
+
+    `keyframes` are the stored keyframes (tasks.keyframes) of the shots the chunk's frames
+    belong to: its chain starts from them instead of cold-starting.
 
     The segment holds the warm-up frames too (they overlap the previous chunk's last frames
     and are cross-faded with them by `crossfade_frames`). It is written atomically and then
@@ -195,6 +241,7 @@ def stylize_chunk(
         count=chunk.warmup + chunk.count,
         info=info,
         cuts=[c for c in cuts if chunk.first_decoded < c < end],
+        keyframes=[load_keyframe(path) for path in keyframes],
         progress=notify_stylized,
         size=processing.longest if processing else None,
         output_size=output_size,

@@ -49,6 +49,9 @@ def test_chunked_run_keeps_frames_fps_and_audio(prefect_api_url, with_long_audio
     assert styled.has_audio and (styled.width, styled.height) == (48, 36)
     assert [c["start"] for c in manifest["chunks"]] == [0, 4, 8]
     assert [c["warmup"] for c in manifest["chunks"]] == [0, 2, 2]
+    assert [k["index"] for k in manifest["keyframes"]] == [0]  # one shot, one keyframe
+    iterations = [c["iterations"] for c in manifest["chunks"]] + [6]
+    assert manifest["totals"]["iterations"] == sum(iterations)
     assert _x264_crf(out) == "18.0"  # cross-faded and encoded once more at the default CRF
     assert manifest["totals"]["frames"] == 12 and manifest["totals"]["resumed_chunks"] == 0
     on_disk = json.loads(Path(str(out) + ".json").read_text())
@@ -116,6 +119,8 @@ def test_scene_cut_starts_a_chunk_cold(prefect_api_url, two_scenes, style, tmp_p
     )
     assert manifest["video"]["cuts"] == [12]
     assert [(c["start"], c["warmup"]) for c in manifest["chunks"]] == [(0, 0), (12, 0), (22, 3)]
+    assert [k["index"] for k in manifest["keyframes"]] == [0, 12]
+    assert [c["iterations"] for c in manifest["chunks"]][:2] == [11 * 2, 9 * 2]  # replayed
 
 
 @pytest.mark.parametrize("clip", ["odd", "rot90", "ten_bit", "full_range", "vfr", "one_frame"])

@@ -1,6 +1,6 @@
 import pytest
 
-from nst_video.tasks.plan import job_id, plan_chunks
+from nst_video.tasks.plan import Chunk, chunk_shots, job_id, plan_chunks
 
 
 def _covered(chunks):
@@ -52,3 +52,11 @@ def test_job_id_is_deterministic_and_sensitive():
     assert a == job_id(chunk_frames=48, settings="abc", source={"mtime": 2, "size": 1})
     assert a != job_id(source={"size": 1, "mtime": 3}, settings="abc", chunk_frames=48)
     assert len(a) == 16
+
+
+def test_a_chunk_needs_the_keyframe_of_its_shot_and_of_shots_starting_inside_it():
+    starts = [10, 40, 70]
+    assert chunk_shots(Chunk(0, 10, 20, 0), starts) == [10]
+    assert chunk_shots(Chunk(1, 30, 20, 8), starts) == [10, 40]  # decoded from 22
+    assert chunk_shots(Chunk(2, 40, 20, 0), starts) == [40]
+    assert chunk_shots(Chunk(3, 60, 30, 8), starts) == [40, 70]

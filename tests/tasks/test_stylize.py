@@ -12,7 +12,7 @@ from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import stylize as stylize_module
 from nst_video.tasks import video
 from nst_video.tasks.plan import Chunk
-from nst_video.tasks.stylize import crossfade_frames, stylize_chunk
+from nst_video.tasks.stylize import crossfade_frames, stylize_chunk, stylize_keyframe
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 
@@ -46,6 +46,39 @@ def test_cut_inside_a_chunk_restarts_the_chain(two_scenes, style, tmp_path):
     chunk = Chunk(0, 8, 8, 0)
     result = stylize_chunk(two_scenes, [style], FAST, chunk, tmp_path / "c.mp4", cuts=[12])
     assert result.iterations == 2 * 6 + 6 * 2  # cold at 8 and at the cut, warm otherwise
+
+
+def test_chunks_start_from_their_shots_keyframe(basic, style, tmp_path):
+    """The chunk at the keyframe replays it (no iterations); a later chunk leaps from it with
+    a budget between the warm and the cold one, instead of cold-starting."""
+    settings = FAST.model_copy(update={"first_iterations": 30})
+    info = video.probe(basic)
+    keyframe = stylize_keyframe(basic, [style], settings, 0, tmp_path, info=info)
+    assert (keyframe.index, keyframe.iterations, keyframe.resumed) == (0, 30, False)
+    first = tmp_path / "chunk_0000.mp4"
+    result = stylize_chunk(
+        basic, [style], settings, Chunk(0, 0, 4, 0), first, keyframes=[keyframe.path]
+    )
+    assert result.iterations == 3 * 2
+    replayed = next(video.read_frames(first)).astype(float)
+    stored = np.load(keyframe.path)["output"] * 255
+    content = np.load(keyframe.path)["content"] * 255
+    # the keyframe's output, encoded (4:2:0 chroma and x264 blur a 48 px painting)
+    assert np.abs(replayed - stored).mean() < 0.5 * np.abs(replayed - content).mean()
+    later = stylize_chunk(
+        basic, [style], settings, Chunk(1, 4, 5, 3), tmp_path / "c1.mp4", keyframes=[keyframe.path]
+    )
+    assert 2 + 7 * 2 < later.iterations < 30 + 7 * 2
+
+
+def test_a_stored_keyframe_is_reused_at_its_processing_size(basic, style, tmp_path):
+    info = video.probe(basic)
+    made = stylize_keyframe(basic, [style], FAST, 0, tmp_path, info=info)
+    again = stylize_keyframe(basic, [style], FAST, 0, tmp_path, info=info)
+    assert again.resumed and (again.path, again.iterations) == (made.path, made.iterations)
+    smaller = FAST.model_copy(update={"size": 32})
+    remade = stylize_keyframe(basic, [style], smaller, 0, tmp_path, info=info)
+    assert not remade.resumed and np.load(remade.path)["output"].shape == (24, 32, 3)
 
 
 def test_failed_chunk_leaves_no_segment_or_marker(basic, style, tmp_path, monkeypatch):

@@ -1,0 +1,61 @@
+"""A shot's keyframe on disk: its input, its stylized output and how it was made.
+
+Every chunk of a shot starts its chain from the shot's keyframe (nst_core.temporal.Keyframe),
+so the keyframe is stylized once, before the chunks, and stored in the job's folder as an
+.npz (arrays only: it loads with allow_pickle=False). A stored keyframe made at another
+processing size is not reused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nst_video.nst_core.files import atomic_path
+from nst_video.nst_core.size import Size
+from nst_video.nst_core.temporal import FrameStats, Keyframe
+
+
+@dataclass(frozen=True)
+class KeyframeResult:
+    """Where a shot's keyframe is and what it cost (`resumed` = found already made)."""
+
+    index: int
+    path: str
+    iterations: int
+    seconds: float
+    resumed: bool = False
+
+
+def keyframe_path(folder: Path, index: int) -> Path:
+    return folder / f"keyframe_{index:06d}.npz"
+
+
+def save_keyframe(path: Path, keyframe: Keyframe) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        np.savez(
+            file,
+            content=keyframe.content,
+            output=keyframe.output,
+            stats=np.array(json.dumps(asdict(keyframe.stats))),
+        )
+
+
+def load_keyframe(path: str | Path) -> Keyframe:
+    with np.load(path, allow_pickle=False) as data:
+        stats = FrameStats(**json.loads(str(data["stats"])))
+        return Keyframe(stats.index, data["content"], data["output"], stats)
+
+
+def stored_keyframe(path: Path, processing: Size) -> KeyframeResult | None:
+    """The keyframe already at `path`, if it was made at this processing size."""
+    if not path.is_file():
+        return None
+    keyframe = load_keyframe(path)
+    if Size.of(keyframe.output) != processing:
+        return None
+    stats = keyframe.stats
+    return KeyframeResult(stats.index, str(path), stats.iterations, stats.seconds, resumed=True)
