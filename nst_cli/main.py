@@ -424,10 +424,11 @@ def _manifest_beside(output: Path) -> dict | None:
 
 def _print_quality(source: Path, output: Path, quality: dict, *, has_manifest: bool) -> None:
     """A header line, then one row per figure: name, value, how to read it."""
-    from nst_video.tasks.quality import quality_rows
+    from nst_video.tasks.quality import count_of, quality_rows
 
     width, height = quality["size"]
-    known = f"its manifest, {len(quality['seam_frames'])} seams" if has_manifest else "no manifest"
+    seams = count_of(len(quality["seam_frames"]), "seam")
+    known = f"{seams}, from its manifest" if has_manifest else "no manifest: no seams known"
     typer.echo(
         f"{output} against {source}: {quality['frames']} frames at {width}x{height} ({known})"
     )

@@ -18,6 +18,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -134,33 +135,40 @@ def decoded_pairs(
         yield _as_float(_resized(frame, size)), _as_float(styled)
 
 
+@dataclass
+class _Streamed:
+    """What one pass over the frames collects: per pair t (frames t - 1, t) its output change,
+    its still churn (not at cuts) and warp error (sampled pairs); per seam its still drift."""
+
+    changes: list[float] = field(default_factory=list)
+    churns: list[float | None] = field(default_factory=list)
+    warps: list[float] = field(default_factory=list)
+    drifts: dict[int, float | None] = field(default_factory=dict)  # by seam start
+    size: list[int] | None = None  # [width, height] measured at
+
+
 def _stream_figures(
     pairs: Iterator[Frames], seams: Sequence[Seam], cuts: Collection[int], warp_at: set[int]
-) -> dict:
-    """Per-pair changes, churns and warp errors, and each seam's still drift, in one pass."""
+) -> _Streamed:
+    """The figures of every pair and seam, in one pass that keeps the longest window's frames."""
     windows = {seam.start: seam_window(seam, cuts) for seam in seams}
     recent: deque[Frames] = deque(maxlen=max([2, *(len(w) + 1 for w in windows.values())]))
-    changes, churns, warps, drifts = [], [], [], {}
+    seen = _Streamed()
     for t, frames in enumerate(pairs):
         recent.append(frames)
         if t == 0:
             continue
         (in0, out0), (in1, out1) = recent[-2], recent[-1]
-        changes.append(frame_change(out0, out1))
+        seen.changes.append(frame_change(out0, out1))
         if t not in cuts:
-            churns.append(still_pair_churn((in0, in1), (out0, out1)))
+            seen.churns.append(still_pair_churn((in0, in1), (out0, out1)))
         if t in warp_at:
-            warps.append(warp_errors([in0, in1], [out0, out1])[0])
+            seen.warps.append(warp_errors([in0, in1], [out0, out1])[0])
         if t in windows:
             span = list(recent)[-(len(windows[t]) + 1) :]
-            drifts[t] = window_still_drift([i for i, _ in span], span[0][1], span[-1][1])
-    return {
-        "changes": changes,
-        "churns": churns,
-        "warps": warps,
-        "drifts": [drifts[seam.start] for seam in seams],
-        "size": Size.of(recent[-1][1]).as_list() if recent else None,
-    }
+            seen.drifts[t] = window_still_drift([i for i, _ in span], span[0][1], span[-1][1])
+    seen.size = Size.of(recent[-1][1]).as_list() if recent else None
+    return seen
 
 
 def _rounded(value: float | None, digits: int = 4) -> float | None:
@@ -192,13 +200,13 @@ def measure_quality(
     warp_at = set(warp_sample(count, at_cuts, warp_pairs)) if opencv_available() else set()
     pairs = decoded_pairs(source, output, first=first, count=count, longest=longest)
     seen = _stream_figures(pairs, seams, at_cuts, warp_at)
-    jumps = seam_jumps(seen["changes"], seams, at_cuts)
-    drifts = [_rounded(d) for d in seen["drifts"]]
+    jumps = seam_jumps(seen.changes, seams, at_cuts)
+    drifts = [_rounded(seen.drifts[seam.start]) for seam in seams]
     quality = {
         "frames": count,
-        "size": seen["size"],
+        "size": seen.size,
         "motion_threshold": MOTION_THRESHOLD,
-        "still_churn_255": _rounded(mean_or_none(seen["churns"])),
+        "still_churn_255": _rounded(mean_or_none(seen.churns)),
         "seam_frames": [seam.start for seam in seams],
         "seam_jump": _rounded(jumps.worst),
         "seam_jumps": [_rounded(jump) for jump in jumps.jumps],
@@ -208,7 +216,7 @@ def measure_quality(
     }
     if warp_at:
         quality |= {
-            "warp_error": _rounded(mean_or_none(seen["warps"]), 6),
+            "warp_error": _rounded(mean_or_none(seen.warps), 6),
             "warp_pairs": len(warp_at),
         }
     return quality
@@ -390,6 +398,11 @@ def report_files(source: str, output: str, manifest: Mapping | None = None) -> d
 # --------------------------------------------------------------------------- reading them
 
 
+def count_of(count: int, noun: str) -> str:
+    """'1 seam', '2 seams'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _row(name: str, value: float | None, form: str, reading: str) -> tuple[str, str, str]:
     return name, "-" if value is None else form.format(value), reading
 
@@ -401,7 +414,7 @@ def quality_rows(quality: Mapping) -> list[tuple[str, str, str]]:
 
     def per_seam(reading: str) -> str:
         return (
-            f"worst of {seams} seams: {reading}"
+            f"worst of {count_of(seams, 'seam')}: {reading}"
             if seams
             else "no seams (one chunk, or no manifest)"
         )
