@@ -46,6 +46,7 @@ from nst_video.tasks.plan import (
     Overlap,
     WorkDir,
 )
+from nst_video.tasks.quality import MotionFidelitySamples
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 OUTPUT_SUFFIX = ".mp4"
@@ -165,6 +166,7 @@ def stylize_batch(
     mode: Mode = "optimize",
     model: str | None = None,
     training: TrainSettings | None = None,
+    motion_fidelity_samples: MotionFidelitySamples = 0,
 ) -> dict:
     """Stylize every video under `source` into `destination`; -> the batch summary.
 
@@ -187,7 +189,7 @@ def stylize_batch(
         videos = [uri for uri, _ in jobs]
         model = str(fast.model_needed(styles, videos, settings, staging, training))
     params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
-    params |= {"mode": mode, "model": model}
+    params |= {"mode": mode, "model": model, "motion_fidelity_samples": motion_fidelity_samples}
     rows = _run_all(jobs, styles, settings, concurrency, crf=crf, work_dir=work_dir, **params)
     summary = _summary(source, destination, rows, ignored, time.perf_counter() - started)
     _publish_summary(summary)

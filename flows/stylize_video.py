@@ -41,6 +41,7 @@ from nst_video.tasks.plan import (
     job_id,
     plan_chunks,
 )
+from nst_video.tasks.quality import MotionFidelitySamples
 from nst_video.tasks.report import preview_markdown, summary_markdown
 from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
 from nst_video.tasks.video import read_frames
@@ -98,6 +99,7 @@ def stylize_video(
     mode: Mode = "optimize",
     model: str | None = None,
     training: TrainSettings | None = None,
+    motion_fidelity_samples: MotionFidelitySamples = 0,
 ) -> dict:
     """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).
 
@@ -113,6 +115,10 @@ def stylize_video(
     and the model's sha256 (optimization mode's ids are unchanged). Without `model`, the
     cached model for these styles and this video is used, trained first when missing, with
     `training` (default: the training defaults at `settings`' loss and size).
+
+    Every run measures the output's quality (tasks/quality.py) into the manifest's "quality";
+    `motion_fidelity_samples` > 0 adds motion fidelity on that many frame pairs (cold starts;
+    optimization mode only).
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -243,6 +249,21 @@ def stylize_video(
             "wall_seconds": time.perf_counter() - started,
         },
     }
+    manifest["quality"] = prefect_tasks.measure_quality(
+        local_source, str(final), count=count, first=first, chunks=manifest["chunks"], cuts=cuts
+    )
+    if motion_fidelity_samples and not is_fast:
+        manifest["quality"] |= prefect_tasks.motion_fidelity(
+            local_source,
+            str(final),
+            local_styles,
+            settings,
+            first=first,
+            count=count,
+            cuts=cuts,
+            samples=motion_fidelity_samples,
+            longest=sizing.processing.longest,
+        )
     storage.write_text(manifest_uri(destination), json.dumps(manifest, indent=2))
     _publish_artifacts(manifest, results, final, destination)
     shutil.rmtree(job_dir, ignore_errors=True)

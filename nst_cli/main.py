@@ -1,4 +1,4 @@
-"""The `nst` command line: weights, image, video, demo.
+"""The `nst` command line: weights, image, video, demo, batch, report.
 
 User errors print one line on stderr and exit 2 (usage) or 1 (runtime); no traceback.
 Heavy imports (TensorFlow) happen inside commands so `nst --help` stays instant.
@@ -382,6 +382,58 @@ def _print_batch(summary: dict) -> None:
     )
     if c["failed"]:
         typer.echo(f"nst: error: {summary['error']}", err=True)
+
+
+@app.command()
+def report(
+    source: Annotated[Path, typer.Argument(help="The input video.")],
+    output: Annotated[Path, typer.Argument(help="The stylized video.")],
+    as_json: options.Json = False,
+) -> None:
+    """Quality of a stylized video against its input: seam jump and still drift, still
+    churn, warp error (with opencv).
+
+    The manifest OUTPUT.json beside OUTPUT, when there is one, gives the input's frame range,
+    the chunks and the scene cuts; without it both videos must have the same frame count and
+    no seams are known.
+    """
+    from nst_video.tasks.quality import report_files
+
+    manifest = _manifest_beside(output)
+    quality = report_files(str(source), str(output), manifest)
+    if as_json:
+        typer.echo(json.dumps({"input": str(source), "output": str(output), **quality}))
+    else:
+        _print_quality(source, output, quality, has_manifest=manifest is not None)
+
+
+def _manifest_beside(output: Path) -> dict | None:
+    """The manifest stylize-video writes beside its output (OUTPUT + ".json"), if any."""
+    from nst_video.nst_core.errors import InvalidInputError, one_line
+
+    path = Path(f"{output}.json")
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(
+            f"{path}: not a readable JSON manifest ({one_line(error)})"
+        ) from None
+
+
+def _print_quality(source: Path, output: Path, quality: dict, *, has_manifest: bool) -> None:
+    """A header line, then one row per figure: name, value, how to read it."""
+    from nst_video.tasks.quality import count_of, quality_rows
+
+    width, height = quality["size"]
+    seams = count_of(len(quality["seam_frames"]), "seam")
+    known = f"{seams}, from its manifest" if has_manifest else "no manifest: no seams known"
+    typer.echo(
+        f"{output} against {source}: {quality['frames']} frames at {width}x{height} ({known})"
+    )
+    for name, value, reading in quality_rows(quality):
+        typer.echo(f"  {name:<18} {value:>10}  {reading}")
 
 
 @app.command()

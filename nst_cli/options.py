@@ -165,13 +165,16 @@ def _flow_option(name: str, alias: Any, default: Any) -> Parameter:
 
 def _chunking() -> list[Parameter]:
     from nst_video.tasks.plan import CHUNKING
+    from nst_video.tasks.quality import QUALITY
 
-    return [_flow_option(name, alias, default) for name, (alias, default) in CHUNKING.items()]
+    shared = {**CHUNKING, **QUALITY}
+    return [_flow_option(name, alias, default) for name, (alias, default) in shared.items()]
 
 
 def chunking_options(command: Callable) -> Callable:
-    """Decorator: adds --chunk-frames, --overlap, --max-frames, --crf and --work-dir; the
-    command receives them as `chunking`, the keyword arguments of both flows."""
+    """Decorator: adds --chunk-frames, --overlap, --max-frames, --crf, --work-dir and
+    --motion-fidelity-samples; the command receives them as `chunking`, the keyword arguments
+    of both flows."""
     return _with_parameters(command, _chunking(), lambda given: {"chunking": given}, ("chunking",))
 
 
@@ -264,12 +267,14 @@ def dask_runner(address: str | None, workers: int | None):
 
 # --- fast mode ----------------------------------------------------------------------------------
 # The settings fast mode honours: the processing size, colour preservation after inference and
-# the network's precision. Every other settings flag, --overlap and --batch-chunks belong to the
+# the network's precision. Every other settings flag, --overlap, --batch-chunks and
+# --motion-fidelity-samples (its reference is the optimization's cold start) belong to the
 # optimization and are refused in fast mode rather than silently ignored.
 FAST_SETTINGS = frozenset({"size", "original_colors", "precision"})
 OPTIMIZATION_ONLY = frozenset(VideoSettings.model_fields) - FAST_SETTINGS | {
     "overlap",
     "batch_chunks",
+    "motion_fidelity_samples",
 }
 MODES = ("optimize", "fast")
 

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from nst_video.tasks import assemble as assembly
-from nst_video.tasks import fast, memory_guard, stylize, train, video
+from nst_video.tasks import fast, memory_guard, quality, stylize, train, video
 
 IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 4, 10]}
 
@@ -40,5 +40,9 @@ stylize_chunk_fast = task(
 # Loads the network once (cached for the chunks of this process) and checks it first.
 check_model = task(fast.model_record, name="check-model")
 assemble = task(assembly.assemble, name="assemble", **IO_RETRIES)
+# The quality pass of the assembled output (every job), and motion fidelity on request: its
+# cold starts are stylization, so they take a `gpu` slot like the chunks.
+measure_quality = task(quality.measure_quality, name="measure-quality")
+motion_fidelity = task(quality.job_motion_fidelity, name="motion-fidelity", tags=["gpu"])
 # Not cached: its progress callback is an input, and a rerun must resume, not replay.
 train_network = task(train.train_style, name="train-network", tags=["gpu"], cache_policy=NO_CACHE)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from nst_video.tasks.quality import quality_rows
 from nst_video.tasks.stylize import ChunkResult
 from nst_video.tasks.video import VideoInfo, probe, read_frames
 
@@ -43,8 +44,16 @@ def preview_markdown(frame: np.ndarray, caption: str, longest: int = 320) -> str
     return f"![{caption}](data:image/jpeg;base64,{data})\n\n{caption}"
 
 
+def quality_markdown(quality: Mapping) -> str:
+    """Markdown table of the quality figures (tasks/quality.py), with how to read each."""
+    rows = ["| quality | value | how to read it |", "|---|---:|---|"]
+    rows += [f"| {name} | {value} | {reading} |" for name, value, reading in quality_rows(quality)]
+    return "\n".join(rows)
+
+
 def summary_markdown(manifest: dict, results: Sequence[ChunkResult]) -> str:
-    """The run's summary artifact: output, totals, then the chunk table."""
+    """The run's summary artifact: output, totals, the chunk table, then the quality table."""
+    quality = manifest.get("quality")
     totals = manifest["totals"]
     return "\n".join(
         [
@@ -58,6 +67,7 @@ def summary_markdown(manifest: dict, results: Sequence[ChunkResult]) -> str:
             f"- settings hash: `{manifest['settings_hash'][:16]}`, job `{manifest['job_id']}`",
             "",
             chunk_table(results),
+            *(["", quality_markdown(quality)] if quality else []),
         ]
     )
 

@@ -88,6 +88,7 @@ def test_bad_models_fail_on_one_line(kind, reason, basic, style, assets, tmp_pat
         ["--style-layers", "block1_conv1"],
         ["--overlap", "0"],
         ["--batch-chunks"],
+        ["--motion-fidelity-samples", "2"],
     ],
 )
 def test_optimization_flags_are_refused_in_fast_mode(flag, basic, style, model, tmp_path, capsys):

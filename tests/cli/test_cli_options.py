@@ -34,7 +34,10 @@ IMAGE_FLAGS = {
 VIDEO_FLAGS = IMAGE_FLAGS - {"--optimizer", "--scales", "--seed"} | {
     "--first-iterations", "--scene-threshold", "--temporal-weight",
 }  # fmt: skip
-CHUNKING_FLAGS = {"--chunk-frames", "--overlap", "--max-frames", "--crf", "--work-dir"}
+CHUNKING_FLAGS = {  # the flow parameters both flows share (chunking_options)
+    "--chunk-frames", "--overlap", "--max-frames", "--crf", "--work-dir",
+    "--motion-fidelity-samples",
+}  # fmt: skip
 
 
 def _options(command: str) -> dict[str, TyperOption]:

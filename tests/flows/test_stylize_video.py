@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from nst_video.nst_core.errors import InvalidInputError
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import stylize as stylize_module
 from nst_video.tasks import video
+from nst_video.tasks.quality import opencv_available
 from tests.media import md5
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
@@ -91,12 +93,7 @@ def test_run_shows_progress_table_and_link_in_the_ui(prefect_api_url, basic, sty
         return_state=True,
     )
     assert state.is_completed()
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
-            )
-        )
+    artifacts = _artifacts(state)
     by_type = {a.type: a for a in artifacts}
     assert float(by_type["progress"].data) == 100.0
     markdown = [a.data for a in artifacts if a.type == "markdown"]
@@ -104,6 +101,42 @@ def test_run_shows_progress_table_and_link_in_the_ui(prefect_api_url, basic, sty
     assert any("data:image/jpeg;base64," in m for m in markdown)
     links = [a.data for a in artifacts if a.description == "stylized video"]
     assert links == [f"[styled.mp4]({out.as_uri()})"]
+
+
+def _artifacts(state) -> list:
+    """The artifacts of a finished flow run."""
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+
+
+def test_manifest_and_summary_carry_the_quality_figures(prefect_api_url, basic, style, tmp_path):
+    settings = make_video_settings(size=48, first_iterations=3, iterations=2, tolerance=0.0)
+    out = tmp_path / "styled.mp4"
+    state = stylize_video(
+        str(basic),
+        [style],
+        str(out),
+        settings,
+        chunk_frames=6,
+        overlap=2,
+        work_dir=str(tmp_path / "w"),
+        motion_fidelity_samples=1,
+        return_state=True,
+    )
+    quality = state.result()["quality"]
+    assert quality["frames"] == 12 and quality["size"] == [48, 36]
+    assert quality["seam_frames"] == [6] and len(quality["seam_jumps"]) == 1
+    figures = ["seam_jump", "seam_still_drift_255", "still_churn_255", "interior_change_p95_255"]
+    figures += ["motion_fidelity", *(["warp_error"] if opencv_available() else [])]
+    assert all(math.isfinite(quality[name]) for name in figures), quality
+    assert [pair["frames"] for pair in quality["motion_fidelity_pairs"]] == [[0, 11]]
+    assert json.loads(Path(f"{out}.json").read_text())["quality"] == quality
+    summary = next(a.data for a in _artifacts(state) if a.key == "stylize-summary")
+    assert "| seam jump |" in summary and "| motion fidelity |" in summary
 
 
 def test_scene_cut_starts_a_chunk_cold(prefect_api_url, two_scenes, style, tmp_path):

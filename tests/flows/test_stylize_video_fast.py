@@ -69,6 +69,9 @@ def test_fast_run_keeps_frames_fps_duration_and_audio(
     assert manifest["model"]["card"]["network"] == {"width": 4, "residual_blocks": 1}
     assert manifest["totals"]["iterations"] == 0 and manifest["totals"]["frames"] == 12
     assert manifest["identity"]["model_sha256"] == file_sha256(model)
+    quality = manifest["quality"]  # no warm-up: every chunk boundary is a seam of one pair
+    assert quality["seam_frames"] == [5, 10] and len(quality["seam_jumps"]) == 2
+    assert quality["seam_jump"] >= 0 and quality["still_churn_255"] >= 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["styled.mp4", "styled.mp4.json"]
     assert not (tmp_path / "work" / manifest["job_id"]).exists()
 
