@@ -24,6 +24,7 @@ REGISTRY = {
 EXTRA = {
     "temporal_long": "temporal:run_long",
     "fast": "fast",  # needs the shipped model, assets/models/starry_night_fast.keras
+    "seams": "seams",
 }
 
 

@@ -174,12 +174,13 @@ class VideoSettings(StyleSettings):
         400,
         ge=0,
         le=100_000,
-        description="Iterations of a cold start (first frame, scene cuts, chunk starts).",
+        description="Iterations of a cold start (each shot's keyframe: the first frame and "
+        "each scene cut).",
     )
-    frame_init: Literal["prev", "prev+delta", "masked", "masked-delta", "content"] = Field(
+    frame_init: Literal["prev", "prev+delta", "masked", "content"] = Field(
         "prev",
         description="Warm start: prev, prev+delta, masked (prev where the input is still, "
-        "the content where it changed), masked-delta, or content (independent frames).",
+        "the content where it changed), or content (independent frames).",
     )
     carry_state: bool = Field(True, description="Keep Adam's moments across warm frames.")
     temporal_weight: float = Field(

@@ -1,9 +1,18 @@
 """The frame chain: each frame warm-starts from the previous stylized frame (no optical flow).
 
 Frame 0 and every scene cut cold-start with `first_iterations`; later frames start from the
-previous output (`prev`), or from it plus the input's change (`prev+delta`, a flow-free
-motion hint), with `iterations` steps. `content` stylizes every frame independently (the
-baseline that flickers).
+previous output (`prev`, the default), from it plus the input's change (`prev+delta`, a
+flow-free motion hint), or from it where the input is still and from the content where it
+changed (`masked`), with `iterations` steps. `content` stylizes every frame independently
+(the baseline that flickers). benchmarks/seams.py measured `masked` against `prev`: it
+follows motion more than a cold start does (raw content shows through where things move)
+and churns more, so `prev` stays the default.
+
+Chunks and keyframes: the chains of one shot, one per chunk, all start from the shot's
+`Keyframe` (its first frame, cold-started once), so still pixels carry the same texture on
+both sides of a seam. The first frame after a keyframe at a distance (a `leap`) gets
+`iterations` plus the share of pixels that changed since the keyframe of the rest of
+`first_iterations`.
 
 Drift guard: restarting Adam on every frame makes each warm frame churn (its first steps are
 full-size sign steps) and a static scene wanders over hundreds of frames. The chain keeps
@@ -157,14 +166,11 @@ class FrameChain:
         memory, init = self._memory, self.settings.frame_init
         if init == "prev":
             return memory.previous_output
-        shifted = np.clip(memory.previous_output + content - memory.previous_input, 0.0, 1.0)
         if init == "prev+delta":
-            return shifted
+            return np.clip(memory.previous_output + content - memory.previous_input, 0.0, 1.0)
         # masked: still pixels from prev, pixels whose input changed from the content
-        # (masked) or from prev+delta (masked-delta)
         still = still_mask(content, memory.previous_input, self.settings.motion_sigma)
-        released = content if init == "masked" else shifted
-        return still * memory.previous_output + (1.0 - still) * released
+        return still * memory.previous_output + (1.0 - still) * content
 
     def _anchor(self, content: np.ndarray) -> TemporalAnchor | None:
         s, reference = self.settings, self._memory.reference
