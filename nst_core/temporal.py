@@ -39,7 +39,7 @@ import numpy as np
 
 from nst_video.nst_core.settings import VideoSettings
 from nst_video.nst_core.stepper import EarlyStop, Stop, TemporalAnchor
-from nst_video.nst_core.stylize import StyleTransfer, initial_image
+from nst_video.nst_core.stylize import StyleTransfer, initial_image, preserve_colors
 
 
 @dataclass(frozen=True)
@@ -236,6 +236,7 @@ class FrameChain:
         progress: Callable[[FrameStats], None] | None = None,
     ) -> Iterator[tuple[np.ndarray, FrameStats]]:
         """Yield (stylized frame, stats) for each frame; frames at `cuts` cold-start.
+        With `original_colors`, the yielded frames keep their input's colours.
 
         At a frame with a keyframe the chain yields the keyframe's output (stats with no
         iterations: they were spent on the keyframe) and goes on from it.
@@ -250,6 +251,8 @@ class FrameChain:
                 if index in cut_set:
                     self.reset()
                 output, stats = self.step(frame, index)
+            if self.settings.original_colors:  # shown with the input's colours; the chain
+                output = preserve_colors(output, frame)  # goes on from its own output
             if progress:
                 progress(stats)
             yield output, stats

@@ -210,3 +210,20 @@ def test_masked_init_starts_changed_pixels_from_the_content(content_64, starry_6
     assert moved.mean() > 0.3 and still.mean() > 0.3
     np.testing.assert_allclose(second[moved], changed[moved], atol=1e-3)
     np.testing.assert_allclose(second[still], first[still], atol=1e-6)
+
+
+def test_original_colors_show_each_frames_colours_and_the_chain_keeps_its_own(
+    moving_frames, starry_64, vgg_weights
+):
+    """Luminance transfer per shown frame: its chroma (BT.601 U, V) is the input's, while
+    the next frame warm-starts from the chain's own stylized output."""
+    chain = _chain([starry_64], vgg_weights, original_colors=True)
+    shown = [image for image, _ in chain.run(moving_frames[:2])]
+    uv = np.array([[-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]], "float32")
+
+    def chroma_error(image: np.ndarray) -> float:
+        return float(np.abs((image - moving_frames[1]) @ uv.T).mean())
+
+    kept = chain.snapshot().previous_output
+    assert chroma_error(shown[1]) < 0.25 * chroma_error(kept)
+    assert chroma_error(shown[1]) < 0.01
