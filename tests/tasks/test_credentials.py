@@ -27,9 +27,7 @@ _ENV_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_
 
 
 @pytest.mark.skipif(HAS_PREFECT_AWS, reason="checks the message shown without prefect-aws")
-def test_a_block_name_without_prefect_aws_is_one_line_naming_the_extra(
-    s3_bucket, monkeypatch
-):
+def test_a_block_name_without_prefect_aws_is_one_line_naming_the_extra(s3_bucket, monkeypatch):
     monkeypatch.setenv(BLOCK_ENV, "nst-s3")
     with pytest.raises(InvalidSettingsError) as caught:
         storage.read_text(f"s3://{s3_bucket}/manifest.json")
