@@ -14,6 +14,10 @@ Decisions (see docs/deployment.md):
   other videos go on. At the end the summary artifact is written and, if any video failed,
   the batch raises BatchFailedError naming them, so the run ends Failed (a scheduled batch
   with a bad input must show red). The error carries the summary (`error.summary`).
+- Fan-out: `fan_out="threads"` runs the videos as above, in the batch's process;
+  `fan_out="pool"` submits each video as a run of the `deployment` (the on-demand video
+  deployment of deployments/prefect.yaml) so that every worker of its pool can take videos
+  (flows/fan_out.py). Rows, failures and the summary are the same in both.
 - Done already: the subflow returns `skipped=True` when the output and manifest of the same
   job (same inputs, settings and plan) exist; the batch reports that as "skipped".
 """
@@ -31,6 +35,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from nst_video.flows.batch_options import VIDEO_DEPLOYMENT, FanOut
+from nst_video.flows.fan_out import run_on_pool
 from nst_video.flows.stylize_video import Mode, default_work_dir, stylize_video
 from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_video.nst_core.files import check_writable
@@ -167,12 +173,15 @@ def stylize_batch(
     model: str | None = None,
     training: TrainSettings | None = None,
     motion_fidelity_samples: MotionFidelitySamples = 0,
+    fan_out: FanOut = "threads",
+    deployment: str = VIDEO_DEPLOYMENT,
 ) -> dict:
     """Stylize every video under `source` into `destination`; -> the batch summary.
 
     Raises BatchFailedError (run Failed) when any video failed; the others are still done.
     `mode` and `model` go to every video (see stylize_video); in fast mode without a
     model, one model is made for the styles from all the batch's videos, then shared.
+    `fan_out="pool"` runs each video as a run of `deployment` on its work pool's workers.
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -190,7 +199,12 @@ def stylize_batch(
         model = str(fast.model_needed(styles, videos, settings, staging, training))
     params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
     params |= {"mode": mode, "model": model, "motion_fidelity_samples": motion_fidelity_samples}
-    rows = _run_all(jobs, styles, settings, concurrency, crf=crf, work_dir=work_dir, **params)
+    params |= {"crf": crf, "work_dir": work_dir}
+    if fan_out == "pool" and jobs:
+        video = {"styles": styles, "settings": settings.model_dump(mode="json"), **params}
+        rows = run_on_pool(jobs, video, concurrency, deployment)
+    else:
+        rows = _run_all(jobs, styles, settings, concurrency, **params)
     summary = _summary(source, destination, rows, ignored, time.perf_counter() - started)
     _publish_summary(summary)
     failed = [row["video"] for row in rows if row["status"] == "failed"]
