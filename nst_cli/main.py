@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +23,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # A temporary Prefect server would otherwise try to send telemetry and log its failure.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from nst_video.flows.batch_options import VIDEO_DEPLOYMENT  # noqa: E402
 from nst_video.nst_cli import options, train  # noqa: E402
 from nst_video.nst_cli.progress import progress_bar  # noqa: E402
 from nst_video.nst_core.settings import StyleSettings, VideoSettings  # noqa: E402  (pydantic only)
@@ -336,33 +339,83 @@ def batch(
     as_json: options.Json = False,
     mode: options.Mode = "optimize",
     model: options.Model = None,
+    fan_out: options.FanOut = "threads",
+    deployment: options.Deployment = VIDEO_DEPLOYMENT,
 ) -> None:
     """Stylize every video under a folder or S3 prefix (skips those already done).
 
     Exit status 1 when any video failed; the others are still written. --mode fast runs
-    a trained network (--model) on every frame of every video instead.
+    a trained network (--model) on every frame of every video instead. --fan-out pool runs
+    each video on the work pool's workers and shows the batch's progress from the server.
     """
     is_fast = options.check_mode(mode, model, ctx)
+    if fan_out == "pool":
+        options.check_pool_server()
     _prepare_run(vgg_weights)
     if is_fast:
         _check_fast_video(model, styles, settings.precision)
         chunking = {**chunking, "mode": mode, "model": model}
     from nst_video.flows.stylize_batch import run_stylize_batch
 
-    summary = run_stylize_batch(
-        source,
-        styles,
-        output,
-        settings,
-        glob=glob,
-        concurrency=concurrency,
-        **chunking,
-    )
+    with _followed("stylize-batch", enabled=fan_out == "pool" and not as_json):
+        summary = run_stylize_batch(
+            source,
+            styles,
+            output,
+            settings,
+            glob=glob,
+            concurrency=concurrency,
+            fan_out=fan_out,
+            deployment=deployment,
+            **chunking,
+        )
     if as_json:
         typer.echo(json.dumps(summary))
     else:
         _print_batch(summary)
     if summary["counts"]["failed"]:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _followed(flow_name: str, *, enabled: bool) -> Iterator[None]:
+    """A live bar of the `flow_name` run started in the body, read from the Prefect API."""
+    if not enabled:
+        yield
+        return
+    from nst_video.nst_cli.follow import following, run_bar
+
+    with run_bar(flow_name) as show, following(flow_name, show):
+        yield
+
+
+@app.command()
+def follow(
+    run_id: Annotated[str, typer.Argument(help="Flow run id, e.g. from prefect deployment run.")],
+    as_json: options.Json = False,
+) -> None:
+    """Follow a flow run on the Prefect server (PREFECT_API_URL) until it ends: its state and
+    its progress artifact (a video's chunks, a batch's videos). Exit 1 unless it Completed."""
+    from uuid import UUID
+
+    from nst_video.nst_cli.follow import follow_run, run_bar
+    from nst_video.nst_core.errors import InvalidInputError
+
+    options.check_pool_server()
+    try:
+        run_uuid = UUID(run_id)
+    except ValueError:
+        raise InvalidInputError(f"{run_id!r}: not a flow run id") from None
+    with run_bar(f"run {run_id[:8]}", enabled=not as_json) as show:
+        run, percent = follow_run(run_uuid, show)
+    state = run.state
+    report = {"id": run_id, "name": run.name, "state": state.name, "progress": percent}
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        reason = "" if state.is_completed() else f": {state.message}"
+        typer.echo(f"{run.name}: {state.name} ({percent:.0f}%){reason}")
+    if not state.is_completed():
         raise typer.Exit(1)
 
 

@@ -14,6 +14,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from nst_video.flows.batch_options import FanOut as BatchFanOut
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.files import check_writable
 from nst_video.nst_core.settings import VideoSettings
@@ -246,12 +247,34 @@ Glob = Annotated[
     typer.Option(help="Only files whose name matches this pattern (default: video extensions)."),
 ]
 Concurrency = Annotated[int, typer.Option(min=1, max=64, help="Videos stylized at once.")]
+FanOut = Annotated[
+    BatchFanOut,
+    typer.Option(
+        help="threads: every video in this process; pool: each video a run of --deployment on "
+        "its work pool's workers (needs PREFECT_API_URL).",
+    ),
+]
+Deployment = Annotated[
+    str, typer.Option(help="--fan-out pool: the video deployment each video is a run of.")
+]
 DaskAddress = Annotated[
     str | None, typer.Option(help="Run chunks on the Dask scheduler at this address (tcp://...).")
 ]
 DaskWorkers = Annotated[
     int | None, typer.Option(min=1, help="Run chunks on a local Dask cluster of N processes.")
 ]
+
+
+def check_pool_server() -> None:
+    """A run on a work pool needs the pool's server: refuse (one line) without PREFECT_API_URL
+    rather than start a temporary server that no worker polls."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise InvalidSettingsError(
+            "--fan-out pool and nst follow need PREFECT_API_URL: the server of the work pool's "
+            "workers (docs/deployment.md)"
+        )
 
 
 def dask_runner(address: str | None, workers: int | None):
