@@ -7,12 +7,8 @@ deployments/prefect.yaml, starts a worker and waits for a run to write its video
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,9 +23,9 @@ from nst_video.deployments.validate import (
 )
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import video
+from tests.deployments.conftest import PREFECT, prefect_cli
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 BATCH = {
     "name": "b",
     "entrypoint": "flows/stylize_batch.py:stylize_batch",
@@ -80,61 +76,6 @@ def test_validate_command_reports_a_bad_file(tmp_path):
 # --- a real server, pool, deployment and worker ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prefect server exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy after {timeout} s: {log.read_text()[-2000:]}")
-
-
-@pytest.fixture(scope="module")
-def real_server(tmp_path_factory):
-    """`prefect server start` on a free port; yields (API URL, env for Prefect commands)."""
-    home = tmp_path_factory.mktemp("prefect_home")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_API_URL": api,
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    log = home / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_healthy(api, proc, log)
-        yield api, {**env, "PREFECT_API_URL": api}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _prefect(env: dict, *args: str) -> str:
-    done = subprocess.run(
-        [PREFECT, "--no-prompt", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done.stdout
-
-
 def _run_deployment(client, name: str, parameters: dict, timeout: float = 240):
     """Create a run of deployment `name` and wait until it ends; returns its final state."""
     deployment = client.read_deployment_by_name(name)
@@ -155,8 +96,10 @@ def test_deployments_run_on_a_process_worker(real_server, basic, assets, tmp_pat
 
     api, env = real_server
     env = {**env, "NST_REPO": str(REPO_ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    _prefect(env, "work-pool", "create", "gpu", "--type", "process")  # the pool prefect.yaml names
-    _prefect(env, "deploy", "--prefect-file", str(PREFECT_YAML), "--all")
+    prefect_cli(
+        env, "work-pool", "create", "gpu", "--type", "process"
+    )  # the pool prefect.yaml names
+    prefect_cli(env, "deploy", "--prefect-file", str(PREFECT_YAML), "--all")
     style = str(assets / "styles" / "starry_night.jpg")
     out = tmp_path / "styled.mp4"
     incoming, stylized = tmp_path / "incoming", tmp_path / "stylized"

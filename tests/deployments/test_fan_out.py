@@ -1,0 +1,152 @@
+"""A batch fanned out over a work pool: `nst batch --fan-out pool` against a real server, the
+on-demand video deployment from deployments/prefect.yaml, and two real process workers.
+
+S3 to S3 through moto's server: inputs, style and outputs are in a bucket, each worker has
+its own HOME, Prefect home, working directory and work dir, so nothing is shared between
+them but the server and the bucket.
+
+Spreading is made certain, not likely: worker W1 starts alone; once it has taken a video
+(its name is on the run's labels) it is stopped (SIGSTOP), so the next video can only go to
+W2, which starts then; once W2 has taken one, W1 continues. A worker with `--limit 1` takes
+one run at a time, and the batch keeps two in flight (`--concurrency 2`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from nst_video.deployments.validate import PREFECT_YAML, REPO_ROOT
+from nst_video.tasks import video
+from tests.deployments.conftest import PREFECT, prefect_cli
+from tests.s3 import admin_client
+
+NST = str(Path(sys.executable).with_name("nst"))
+CLIPS = ("a.mp4", "b.mp4", "c.mp4")
+WAIT_SECONDS = 300  # for a worker to take a run: a condition, not a measured time
+
+
+def _runs(client: SyncPrefectClient, flow_name: str) -> list:
+    return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+
+
+def _wait_for_worker(client: SyncPrefectClient, name: str, batch: subprocess.Popen) -> None:
+    """Until some video run carries the label of worker `name` (fails if the batch ended)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and batch.poll() is None:
+        runs = _runs(client, "stylize-video")
+        if any(run.labels.get("prefect.worker.name") == name for run in runs):
+            return
+        time.sleep(0.2)
+    ended = "" if batch.poll() is None else batch.communicate()[1][-3000:]
+    pytest.fail(f"no video run taken by worker {name}; batch: {batch.poll()} {ended}")
+
+
+def _start_worker(name: str, env: dict, root: Path) -> subprocess.Popen:
+    """`prefect worker start` in its own home and working directory, logging to root/NAME.log."""
+    home = root / name
+    (home / "prefect").mkdir(parents=True)
+    own = {**env, "HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    with open(root / f"{name}.log", "w") as log:
+        return subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "gpu", "--limit", "1", "--name", name],
+            env=own, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def pool_env(real_server, s3_endpoint, vgg_weights) -> dict:
+    """The environment of workers and CLI: the test server, moto's S3, the weights file."""
+    _, env = real_server
+    passed = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "PYTHONPATH"}
+    return {
+        **env,
+        **passed,
+        "NST_REPO": str(REPO_ROOT),
+        "NST_VGG19_WEIGHTS": str(vgg_weights.path),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
+
+
+def test_a_batch_fans_out_over_two_workers(
+    pool_env, s3_bucket, s3_endpoint, basic, assets, tmp_path
+):
+    s3 = admin_client(s3_endpoint)
+    for name in CLIPS:
+        s3.upload_file(str(basic), s3_bucket, f"in/{name}")
+    s3.put_object(Bucket=s3_bucket, Key="in/broken.mp4", Body=basic.read_bytes()[:600])
+    s3.upload_file(str(assets / "styles" / "starry_night.jpg"), s3_bucket, "styles/starry.jpg")
+    prefect_cli(pool_env, "work-pool", "create", "gpu", "--type", "process")
+    prefect_cli(pool_env, "deploy", "--prefect-file", str(PREFECT_YAML), "--name", "on-demand")
+    command = [
+        NST, "batch", f"s3://{s3_bucket}/in", f"s3://{s3_bucket}/styles/starry.jpg",
+        "-o", f"s3://{s3_bucket}/out", "--fan-out", "pool", "--concurrency", "2",
+        "--size", "48", "--first-iterations", "6", "--iterations", "2", "--tolerance", "0",
+        "--chunk-frames", "12", "--json",
+    ]  # fmt: skip
+    workers = {"W1": _start_worker("W1", pool_env, tmp_path)}
+    api = pool_env["PREFECT_API_URL"]
+    try:
+        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            batch = subprocess.Popen(
+                command, env=pool_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            _wait_for_worker(client, "W1", batch)
+            workers["W1"].send_signal(signal.SIGSTOP)
+            workers["W2"] = _start_worker("W2", pool_env, tmp_path)
+            _wait_for_worker(client, "W2", batch)
+            workers["W1"].send_signal(signal.SIGCONT)
+            out, err = batch.communicate(timeout=900)
+            (batch_run,) = _runs(client, "stylize-batch")
+            children = _runs(client, "stylize-video")
+            parents = {client.read_task_run(run.parent_task_run_id).flow_run_id for run in children}
+            rerun = subprocess.run(command, env=pool_env, capture_output=True, text=True)
+            followed = subprocess.run(
+                [NST, "follow", str(batch_run.id), "--json"], env=pool_env, capture_output=True,
+                text=True,
+            )  # fmt: skip
+            children_after_rerun = len(_runs(client, "stylize-video"))
+    finally:
+        for worker in workers.values():
+            worker.send_signal(signal.SIGCONT)
+            worker.terminate()
+            worker.wait(timeout=30)
+    logs = "\n".join((tmp_path / f"{name}.log").read_text()[-2000:] for name in workers)
+    assert batch.returncode == 1, f"{err[-3000:]}\n{logs}"  # the broken clip fails the batch
+    summary = json.loads(out)
+    status = {Path(row["video"]).name: row["status"] for row in summary["videos"]}
+    assert status == {"a.mp4": "done", "b.mp4": "done", "c.mp4": "done", "broken.mp4": "failed"}
+    (broken,) = [row for row in summary["videos"] if row["status"] == "failed"]
+    assert broken["error"].startswith("Failed: "), broken
+    assert "broken.mp4" in summary["error"]
+    for name in CLIPS:
+        local = tmp_path / name
+        s3.download_file(s3_bucket, f"out/{name}", str(local))
+        assert video.probe(local).frame_count == 12
+        s3.head_object(Bucket=s3_bucket, Key=f"out/{name}.json")
+    # every video is its own run of the deployment, a child of the batch run
+    assert len(children) == 4
+    assert parents == {batch_run.id}
+    assert {run.labels.get("prefect.worker.name") for run in children} == {"W1", "W2"}
+    assert batch_run.state.is_failed()
+    # the batch's progress artifact reached 100%, as `nst follow` reads it from the server
+    assert followed.returncode == 1, followed.stderr[-2000:]
+    assert json.loads(followed.stdout) | {"name": ""} == {
+        "id": str(batch_run.id), "name": "", "state": "Failed", "progress": 100.0,
+    }  # fmt: skip
+    # a rerun: finished videos are skipped (their manifests unchanged), the broken one fails
+    again = json.loads(rerun.stdout)
+    statuses = sorted(row["status"] for row in again["videos"])
+    assert statuses == ["failed", "skipped", "skipped", "skipped"], rerun.stderr[-2000:]
+    assert children_after_rerun == 8
