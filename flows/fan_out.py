@@ -71,7 +71,8 @@ def run_on_pool(
     waiting = list(jobs)
     running: dict[UUID, Child] = {}
     rows: dict[str, dict] = {}
-    progress = create_progress_artifact(0.0, description=f"videos of the batch: {len(jobs)}")
+    shown = 0.0
+    progress = create_progress_artifact(shown, description=f"videos of the batch: {len(jobs)}")
     with get_client(sync_client=True) as client:
         check_deployment(client, deployment)
         while waiting or running:
@@ -84,7 +85,9 @@ def run_on_pool(
                     child = running.pop(run.id)
                     rows[child.source] = _row(child, run)
             done = 100.0 * len(rows) + sum(_progress_of(client, list(running)).values())
-            update_progress_artifact(progress, done / len(jobs))
+            if done / len(jobs) != shown:
+                shown = done / len(jobs)
+                update_progress_artifact(progress, shown)
     return [rows[source] for source, _ in jobs]
 
 

@@ -398,6 +398,8 @@ def follow(
     its progress artifact (a video's chunks, a batch's videos). Exit 1 unless it Completed."""
     from uuid import UUID
 
+    from prefect.exceptions import ObjectNotFound
+
     from nst_video.nst_cli.follow import follow_run, run_bar
     from nst_video.nst_core.errors import InvalidInputError
 
@@ -407,7 +409,10 @@ def follow(
     except ValueError:
         raise InvalidInputError(f"{run_id!r}: not a flow run id") from None
     with run_bar(f"run {run_id[:8]}", enabled=not as_json) as show:
-        run, percent = follow_run(run_uuid, show)
+        try:
+            run, percent = follow_run(run_uuid, show)
+        except ObjectNotFound:
+            raise InvalidInputError(f"{run_id}: no such flow run on the Prefect server") from None
     state = run.state
     report = {"id": run_id, "name": run.name, "state": state.name, "progress": percent}
     if as_json:

@@ -70,7 +70,7 @@ def pool_env(real_server, s3_endpoint, vgg_weights) -> dict:
     _, env = real_server
     passed = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "PYTHONPATH"}
     return {
-        **env,
+        **{k: v for k, v in env.items() if k != "NST_WORK_DIR"},  # each worker its own
         **passed,
         "NST_REPO": str(REPO_ROOT),
         "NST_VGG19_WEIGHTS": str(vgg_weights.path),
@@ -111,7 +111,12 @@ def test_a_batch_fans_out_over_two_workers(
             (batch_run,) = _runs(client, "stylize-batch")
             children = _runs(client, "stylize-video")
             parents = {client.read_task_run(run.parent_task_run_id).flow_run_id for run in children}
-            rerun = subprocess.run(command, env=pool_env, capture_output=True, text=True)
+            rerun = subprocess.run(command[:-1], env=pool_env, capture_output=True, text=True)
+            (rerun_run,) = [r for r in _runs(client, "stylize-batch") if r.id != batch_run.id]
+            missing = subprocess.run(
+                [*command, "--deployment", "stylize-video/missing"], env=pool_env,
+                capture_output=True, text=True,
+            )  # fmt: skip
             followed = subprocess.run(
                 [NST, "follow", str(batch_run.id), "--json"], env=pool_env, capture_output=True,
                 text=True,
@@ -145,8 +150,15 @@ def test_a_batch_fans_out_over_two_workers(
     assert json.loads(followed.stdout) | {"name": ""} == {
         "id": str(batch_run.id), "name": "", "state": "Failed", "progress": 100.0,
     }  # fmt: skip
-    # a rerun: finished videos are skipped (their manifests unchanged), the broken one fails
-    again = json.loads(rerun.stdout)
-    statuses = sorted(row["status"] for row in again["videos"])
-    assert statuses == ["failed", "skipped", "skipped", "skipped"], rerun.stderr[-2000:]
+    # a rerun without --json: finished videos are skipped (their manifests unchanged), the
+    # broken one fails again; the run carries the tag by which the CLI follows it
+    assert rerun.returncode == 1, rerun.stderr[-2000:]
+    assert "3 skipped, 1 failed" in rerun.stdout
+    assert any(tag.startswith("nst-follow-") for tag in rerun_run.tags), rerun_run.tags
     assert children_after_rerun == 8
+    # a deployment that is not on the server: one line, before any video
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "nst: error: deployment 'stylize-video/missing' not found on the Prefect server: "
+        "deploy deployments/prefect.yaml first (docs/deployment.md)"
+    )
