@@ -203,6 +203,7 @@ def test_a_staging_upload_survives_an_outage_by_retrying(
         for started in servers:
             started.stop()
     assert state.is_completed() and len(servers) == 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     with get_client(sync_client=True) as client:
         assert client.read_task_run(state.state_details.task_run_id).run_count == 2
     assert _keys(s3_bucket, "work/") == ["work/0123456789abcdef/chunks/chunk_0000.mp4"]
