@@ -216,6 +216,7 @@ def stylize_video(
     results.sort(key=lambda r: r.index)
 
     final = staging.cache() / f"final{Path(destination).suffix or '.mp4'}"
+    final.parent.mkdir(parents=True, exist_ok=True)
     segments = [(str(prefect_tasks.fetch(r.segment, staging.cache())), r.warmup) for r in results]
     audio_start, audio_duration = audio_range(info, first, count)
     prefect_tasks.assemble(

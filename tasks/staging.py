@@ -74,7 +74,7 @@ class Staging:
 
     def cache(self) -> Path:
         """This machine's folder for the job's fetched and assembled files."""
-        return cache_root() / self.job if self.remote else Path(self.root, "inputs")
+        return cache_root() / self.job if self.remote else Path(self.root, "cache")
 
 
 def fetch_cached(uri: str, cache: Path) -> Path:
