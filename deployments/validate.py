@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # entrypoints import TensorF
 
 PREFECT_YAML = Path(__file__).resolve().parent / "prefect.yaml"
 REPO_ROOT = PREFECT_YAML.parent.parent
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # never in prefect.yaml
 
 
 class DeploymentConfigError(InvalidSettingsError):
@@ -95,6 +96,7 @@ def check_deployment(raw: dict, *, require_all: bool = False) -> DeploymentSpec:
             raise DeploymentConfigError(
                 f"deployment {name!r}: invalid schedule {entry}: {_problem(error)}"
             ) from None
+    check_job_variables(name, raw.get("work_pool"))
     parameters = dict(raw.get("parameters") or {})
     _check_parameters(name, flow, parameters, require_all=require_all or bool(schedules))
     return DeploymentSpec(
@@ -134,6 +136,37 @@ def _check_parameters(name: str, flow, parameters: dict, *, require_all: bool) -
         raise DeploymentConfigError(
             f"deployment {name!r}: bad parameters: {_problem(error)}"
         ) from None
+
+
+def check_job_variables(name: str, work_pool: dict | None) -> dict:
+    """A deployment's `work_pool.job_variables`, checked as the process worker reads them.
+
+    Every pool here is a process pool (a container runs a process worker too): unknown
+    names, wrong types, and AWS secrets in `env` (they belong in a credentials block,
+    NST_AWS_CREDENTIALS_BLOCK) are DeploymentConfigError naming the deployment.
+    """
+    from prefect.workers.process import ProcessVariables
+
+    variables = dict((work_pool or {}).get("job_variables") or {})
+    unknown = sorted(set(variables) - set(ProcessVariables.model_fields))
+    if unknown:
+        raise DeploymentConfigError(
+            f"deployment {name!r}: unknown job variable(s) {', '.join(unknown)} for a process "
+            f"pool (known: {', '.join(ProcessVariables.model_fields)})"
+        )
+    try:
+        ProcessVariables.model_validate(variables)
+    except ValidationError as error:  # locations and messages only, never the values
+        raise DeploymentConfigError(
+            f"deployment {name!r}: bad job variables: {_problem(error)}"
+        ) from None
+    secrets = sorted(set(variables.get("env") or {}) & set(_SECRET_ENV))
+    if secrets:
+        raise DeploymentConfigError(
+            f"deployment {name!r}: {', '.join(secrets)} in job_variables.env; keep keys in "
+            "an AwsCredentials block and set NST_AWS_CREDENTIALS_BLOCK instead"
+        )
+    return variables
 
 
 def _placeholder(parameter) -> Any:

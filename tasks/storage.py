@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 from urllib.parse import unquote
 
-import boto3
 import botocore.exceptions as bexc
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
@@ -59,6 +58,7 @@ from botocore.config import Config
 
 from nst_video.nst_core.errors import InvalidInputError, InvalidSettingsError, NSTError, one_line
 from nst_video.nst_core.files import atomic_path, check_writable
+from nst_video.tasks import credentials
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ _CLIENT_ENV = (
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
     "AWS_EC2_METADATA_DISABLED",
+    credentials.BLOCK_ENV,
     *_CREDENTIAL_ENV,
 )
 # Endpoint down, refusing, timing out or dropping the connection: worth retrying whole.
@@ -238,11 +239,11 @@ def s3_client(
     connect_timeout: float = CONNECT_TIMEOUT_S,
     read_timeout: float = READ_TIMEOUT_S,
 ) -> BaseClient:
-    """A new S3 client from the default credential chain, with retries and timeouts.
+    """A new S3 client (default credential chain, or a block: tasks.credentials), retrying.
 
     A fresh boto3 Session each time: sessions are not thread-safe and cache credentials, so a
     shared default session would miss a change of environment. The endpoint comes from
-    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (read by botocore itself).
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (read by botocore itself) or the block.
     """
     config = Config(
         retries={"mode": "standard", "total_max_attempts": max_attempts},
@@ -250,7 +251,8 @@ def s3_client(
         read_timeout=read_timeout,
         max_pool_connections=max(10, TRANSFER_CONFIG.max_request_concurrency + 2),
     )
-    return boto3.session.Session().client("s3", config=config)
+    session, client_args = credentials.s3_session(config)
+    return session.client("s3", **client_args)
 
 
 _clients: dict[str, BaseClient] = {}
