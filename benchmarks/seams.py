@@ -63,14 +63,15 @@ def _stylize(clip: Clip, variant: str, settings, folder: Path) -> tuple[Path, li
     iterations)."""
     from nst_video.tasks.assemble import segment_crf
     from nst_video.tasks.plan import OVERLAP, plan_chunks
+    from nst_video.tasks.staging import Staging
     from nst_video.tasks.stylize import crossfade_frames, stylize_chunk, stylize_keyframe
     from nst_video.tasks.video import probe, write_frames
 
-    info = probe(clip.path)
+    info, staging = probe(clip.path), Staging(str(folder))
     chunks = plan_chunks(0, info.frame_count, clip.chunk_frames, OVERLAP)
     iterations, keyframes = 0, []
     if variant == "keyframe":
-        keyframe = stylize_keyframe(clip.path, [str(STYLE)], settings, 0, folder, info=info)
+        keyframe = stylize_keyframe(clip.path, [str(STYLE)], settings, 0, staging, info=info)
         iterations, keyframes = keyframe.iterations, [keyframe.path]
     crf = segment_crf([c.warmup for c in chunks], 18)
     results = [
@@ -79,7 +80,7 @@ def _stylize(clip: Clip, variant: str, settings, folder: Path) -> tuple[Path, li
             [str(STYLE)],
             settings,
             chunk,
-            folder / f"{chunk.name}.mp4",
+            staging,
             info=info,
             crf=crf,
             keyframes=keyframes,

@@ -5,8 +5,6 @@ audio -> publish -> manifest. Orchestration only: no tensors here.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Literal
@@ -43,17 +41,17 @@ from nst_video.tasks.plan import (
 )
 from nst_video.tasks.quality import MotionFidelitySamples
 from nst_video.tasks.report import preview_markdown, summary_markdown
+from nst_video.tasks.staging import (
+    Staging,
+    cache_root,
+    default_work_dir,  # noqa: F401  (flows/stylize_batch.py)
+    work_root,
+)
 from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
 from nst_video.tasks.video import read_frames
 
 MANIFEST_SUFFIX = ".json"
 Mode = Literal["optimize", "fast"]
-
-
-def default_work_dir() -> Path:
-    """Staging for downloads and chunk segments; survives a crash so reruns resume."""
-    root = os.environ.get("NST_WORK_DIR") or Path.home() / ".cache" / "nst-video" / "jobs"
-    return Path(root)
 
 
 def manifest_uri(destination: str) -> str:
@@ -132,23 +130,26 @@ def stylize_video(
         "max_frames": max_frames,
         "crf": crf,
     }
-    work_root = Path(work_dir or default_work_dir())
+    root = work_root(work_dir, destination)
+    local_root = cache_root() if storage.parse_uri(root).is_s3 else Path(root)
     if is_fast:
         if model is None:
             logger.info("fast mode without a model: the cached one, trained first if missing")
-            staging = work_root / "train-inputs"
-            model = str(fast.model_needed(styles, [source], settings, staging, training))
-        local_model, model_sha256 = fast.fetch_model(model, work_root)
+            training_inputs = local_root / "train-inputs"
+            model = str(fast.model_needed(styles, [source], settings, training_inputs, training))
+        local_model, model_sha256 = fast.fetch_model(model, local_root)
         plan_params |= {"mode": mode, "model_sha256": model_sha256}
     job = job_id(**_job_identity(source, styles, settings, **plan_params))
     if done := _finished_manifest(destination, job):
         logger.info("job %s already finished: %s", job, destination)
         return {**done, "skipped": True}
 
-    job_dir = work_root / job
-    (job_dir / "chunks").mkdir(parents=True, exist_ok=True)
-    local_source = str(storage.fetch(source, job_dir / "inputs"))
-    local_styles = [str(storage.fetch(style, job_dir / "inputs")) for style in styles]
+    staging = Staging(storage.join_uri(root, job))
+    logger.info("job %s stages in %s", job, staging.root)
+    staged_source = prefect_tasks.stage_input(source, staging)
+    staged_styles = [prefect_tasks.stage_input(style, staging) for style in styles]
+    local_source = str(prefect_tasks.fetch(staged_source, staging.cache()))
+    local_styles = [str(prefect_tasks.fetch(style, staging.cache())) for style in staged_styles]
     if is_fast:  # a model that does not fit the styles fails here, before any chunk
         model_record = {
             "uri": model,
@@ -174,15 +175,16 @@ def stylize_video(
     }
     keyframes: dict[int, KeyframeResult] = {}
     if is_fast:
+        staged_model = prefect_tasks.stage_input(model, staging)
         futures = _submit_fast_chunks(
-            chunks, job_dir, local_source, local_model, local_styles, settings, **common
+            chunks, staging, staged_source, staged_model, staged_styles, settings, **common
         )
     else:
         keyframes = _stylize_keyframes(
             shot_starts,
-            job_dir,
-            local_source,
-            local_styles,
+            staging,
+            staged_source,
+            staged_styles,
             settings,
             info=info,
             processing=sizing.processing,
@@ -190,9 +192,9 @@ def stylize_video(
         )
         futures = _submit_chunks(
             chunks,
-            job_dir,
-            local_source,
-            local_styles,
+            staging,
+            staged_source,
+            staged_styles,
             settings,
             cuts=cuts,
             batch=batch_chunks,
@@ -213,10 +215,12 @@ def stylize_video(
         )
     results.sort(key=lambda r: r.index)
 
-    final = job_dir / f"final{Path(destination).suffix or '.mp4'}"
+    final = staging.cache() / f"final{Path(destination).suffix or '.mp4'}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    segments = [(str(prefect_tasks.fetch(r.segment, staging.cache())), r.warmup) for r in results]
     audio_start, audio_duration = audio_range(info, first, count)
     prefect_tasks.assemble(
-        [(r.segment, r.warmup) for r in results],
+        segments,
         local_source,
         str(final),
         info.avg_fps,
@@ -224,7 +228,7 @@ def stylize_video(
         crf=crf,
         audio_duration=audio_duration,
     )
-    storage.publish(final, destination)
+    prefect_tasks.publish(final, destination)
     manifest = {
         "job_id": job,
         "source": source,
@@ -266,27 +270,21 @@ def stylize_video(
         )
     storage.write_text(manifest_uri(destination), json.dumps(manifest, indent=2))
     _publish_artifacts(manifest, results, final, destination)
-    shutil.rmtree(job_dir, ignore_errors=True)
+    prefect_tasks.clean_staging(staging)
     return manifest
-
-
-def _segment(job_dir: Path, chunk: Chunk) -> str:
-    return str(job_dir / "chunks" / f"{chunk.name}.mp4")
 
 
 def _stylize_keyframes(
     shot_starts: list[int],
-    job_dir: Path,
+    staging: Staging,
     source: str,
     styles: list[str],
     settings: VideoSettings,
     **params,
 ) -> dict[int, KeyframeResult]:
     """Each shot's keyframe (its first frame, cold-started), before any chunk starts."""
-    folder = str(job_dir / "keyframes")
-    Path(folder).mkdir(exist_ok=True)
     futures = [
-        prefect_tasks.stylize_keyframe.submit(source, styles, settings, index, folder, **params)
+        prefect_tasks.stylize_keyframe.submit(source, styles, settings, index, staging, **params)
         for index in shot_starts
     ]
     return {result.index: result for result in (future.result() for future in futures)}
@@ -294,7 +292,7 @@ def _stylize_keyframes(
 
 def _submit_chunks(
     chunks: list[Chunk],
-    job_dir: Path,
+    staging: Staging,
     source: str,
     styles: list[str],
     settings: VideoSettings,
@@ -309,7 +307,7 @@ def _submit_chunks(
             styles,
             settings,
             chunk,
-            _segment(job_dir, chunk),
+            staging,
             keyframes=[keyframes[i].path for i in chunk_shots(chunk, list(keyframes))],
             **params,
         )
@@ -319,9 +317,9 @@ def _submit_chunks(
 
 def _submit_fast_chunks(
     chunks: list[Chunk],
-    job_dir: Path,
+    staging: Staging,
     source: str,
-    model: Path,
+    model: str,
     styles: list[str],
     settings: VideoSettings,
     **params,
@@ -329,7 +327,7 @@ def _submit_fast_chunks(
     """One fast-mode chunk task per chunk: the same segments and markers, no warm-up."""
     return [
         prefect_tasks.stylize_chunk_fast.submit(
-            source, str(model), styles, settings, chunk, _segment(job_dir, chunk), **params
+            source, model, styles, settings, chunk, staging, **params
         )
         for chunk in chunks
     ]

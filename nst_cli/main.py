@@ -1,4 +1,4 @@
-"""The `nst` command line: weights, image, video, demo, batch, report.
+"""The `nst` command line: weights, image, video, demo, batch, report, jobs.
 
 User errors print one line on stderr and exit 2 (usage) or 1 (runtime); no traceback.
 Heavy imports (TensorFlow) happen inside commands so `nst --help` stays instant.
@@ -492,6 +492,45 @@ def _print_quality(source: Path, output: Path, quality: dict, *, has_manifest: b
     )
     for name, value, reading in quality_rows(quality):
         typer.echo(f"  {name:<18} {value:>10}  {reading}")
+
+
+@app.command()
+def jobs(
+    work_dir: Annotated[
+        str | None,
+        typer.Argument(
+            help="A work dir or s3:// staging prefix (default: NST_WORK_DIR, else the local one).",
+            show_default=False,
+        ),
+    ] = None,
+    remove: Annotated[
+        str | None, typer.Option(help="Remove this job's staging (and this machine's cache).")
+    ] = None,
+    as_json: options.Json = False,
+) -> None:
+    """Jobs staged under WORK_DIR and not finished (killed, failed or running): id, age,
+    size, chunks done. A finished job removes its own staging."""
+    from nst_video.nst_core.errors import InvalidInputError
+    from nst_video.tasks import staging, storage
+
+    root = storage.parse_uri(work_dir).uri if work_dir else str(staging.default_work_dir())
+    found = staging.list_jobs(root)
+    if remove:
+        job = staging.job_staging(root, remove)
+        if all(entry.job != remove for entry in found):
+            raise InvalidInputError(f"job {remove}: nothing staged under {root}")
+        staging.remove(job)
+        typer.echo(f"removed {job.root}")
+    elif as_json:
+        rows = [vars(e) | {"modified": e.modified.isoformat()} for e in found]
+        typer.echo(json.dumps({"work_dir": root, "jobs": rows}))
+    else:
+        typer.echo(f"{len(found)} unfinished job(s) under {root}")
+        for entry in found:
+            typer.echo(
+                f"  {entry.job}  {entry.age_hours():7.1f} h  {entry.size / 2**20:8.1f} MiB"
+                f"  {entry.chunks_done} chunk(s) done"
+            )
 
 
 @app.command()

@@ -36,13 +36,18 @@ from nst_video.nst_core.size import Size
 from nst_video.nst_core.temporal import FrameStats
 from nst_video.tasks import storage
 from nst_video.tasks.plan import Chunk, job_id
+from nst_video.tasks.staging import Staging, fetch_cached, upload
 from nst_video.tasks.stylize import (
     ChunkResult,
+    Upload,
+    cached_styles,
     finished_chunk,
     notify_stylized,
+    segment_uri,
     write_marker,
+    write_segment,
 )
-from nst_video.tasks.video import VideoInfo, probe, read_frames, write_frames
+from nst_video.tasks.video import VideoInfo, probe, read_frames
 
 
 def model_needed(
@@ -151,20 +156,21 @@ def _counted(frames: Iterator[np.ndarray], start: int, done: list[int]) -> Itera
 
 
 def stylize_chunk_fast(
-    source: str | os.PathLike,
-    model: str | os.PathLike,
-    style_paths: Sequence[str],
+    source: str,
+    model: str,
+    style_uris: Sequence[str],
     settings: VideoSettings,
     chunk: Chunk,
-    segment: str | os.PathLike,
+    staging: Staging,
     *,
     info: VideoInfo | None = None,
     crf: int = 18,
     processing: Size | None = None,
     output_size: Size | None = None,
     batch: int = DEFAULT_BATCH,
+    upload: Upload = upload,
 ) -> ChunkResult:
-    """Stylize one chunk with the network in `model` into a silent segment, or resume it.
+    """Stylize one chunk with the network in `model` into a staged segment, or resume it.
 
     Frames [chunk.start, chunk.start + chunk.count) are decoded at `processing` (default
     settings.size), stylized `batch` at a time, resized to `output_size` if given and
@@ -174,22 +180,23 @@ def stylize_chunk_fast(
     """
     if chunk.warmup:
         raise ValueError(f"{chunk.name}: fast mode plans no warm-up frames")
-    segment = Path(segment)
+    segment = segment_uri(staging, chunk)
     if finished := finished_chunk(segment, processing):
         return finished
     started = time.perf_counter()
-    info = info or probe(source)
-    net, _ = cached_network(model, style_paths, settings.precision)
+    cache = staging.cache()
+    local_source = fetch_cached(source, cache)
+    info = info or probe(local_source)
+    local_model = fetch_cached(model, cache)
+    net, _ = cached_network(local_model, cached_styles(style_uris, cache), settings.precision)
     longest = processing.longest if processing else settings.size
-    decoded = _as_float(read_frames(source, chunk.start, chunk.count, size=longest, info=info))
-    styled = stylize_frames(net, decoded, batch=batch, original_colors=settings.original_colors)
-    done: list[int] = []
-    write_frames(
-        _counted(_resized(styled, output_size), chunk.start, done),
-        segment,
-        info.avg_fps,
-        crf=crf,
+    frames = read_frames(local_source, chunk.start, chunk.count, size=longest, info=info)
+    styled = stylize_frames(
+        net, _as_float(frames), batch=batch, original_colors=settings.original_colors
     )
+    done: list[int] = []
+    counted = _counted(_resized(styled, output_size), chunk.start, done)
+    write_segment(counted, segment, info.avg_fps, crf, upload)
     result = ChunkResult(
         index=chunk.index,
         start=chunk.start,
@@ -200,10 +207,10 @@ def stylize_chunk_fast(
         loss=float("nan"),
         content_loss=float("nan"),
         style_loss=float("nan"),
-        segment=str(segment),
+        segment=segment,
         processing=(processing or info.size.fit(settings.size)).as_list(),
     )
-    write_marker(segment, result)
+    write_marker(result, upload)
     return result
 
 

@@ -27,7 +27,13 @@ ChunkFrames = Annotated[int, Field(ge=1, description="Frames per chunk (unit of 
 Overlap = Annotated[int, Field(ge=0, description="Warm-up frames stylized before a chunk.")]
 MaxFrames = Annotated[int | None, Field(ge=1, description="Stylize at most this many frames.")]
 Crf = Annotated[int, Field(ge=0, le=51, description="H.264 quality (lower is better).")]
-WorkDir = Annotated[str | None, Field(description="Staging folder for resumable jobs.")]
+WorkDir = Annotated[
+    str | None,
+    Field(
+        description="Staging folder or s3:// prefix for resumable jobs (default: beside an "
+        "s3:// output, else ~/.cache/nst-video/jobs)."
+    ),
+]
 CHUNK_FRAMES, OVERLAP, CRF = 48, 8, 18
 CHUNKING = {
     "chunk_frames": (ChunkFrames, CHUNK_FRAMES),

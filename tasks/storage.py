@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 from urllib.parse import unquote
@@ -507,6 +508,67 @@ def _list_s3(loc: Location, pattern: str, s3: BaseClient) -> list[str]:
         and not any(part.startswith(".") for part in key[len(prefix) :].split("/"))
         and fnmatch.fnmatchcase(key.rpartition("/")[2], pattern)
     )
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """A file under a folder or prefix: its path relative to it (``/`` separated), size in
+    bytes and modification time (UTC)."""
+
+    relative: str
+    size: int
+    modified: datetime
+
+
+def list_stats(uri: str, *, client: BaseClient | None = None) -> list[FileStat]:
+    """Every file under a local folder or S3 prefix, hidden ones included (a missing folder
+    or prefix is empty), sorted by relative path."""
+    loc = parse_uri(uri)
+    if not loc.is_s3:
+        assert loc.path is not None
+        return sorted(_local_stats(loc.path), key=lambda stat: stat.relative)
+    s3 = _client(client)
+    prefix = loc.key if not loc.key or loc.key.endswith("/") else loc.key + "/"
+
+    def listing() -> list[FileStat]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix)
+        return [
+            FileStat(item["Key"][len(prefix) :], item["Size"], item["LastModified"])
+            for page in pages
+            for item in page.get("Contents", [])
+            if not item["Key"].endswith("/")
+        ]
+
+    return _call(s3, f"s3://{loc.bucket}/{prefix}", "list", listing)
+
+
+def _local_stats(folder: Path) -> Iterator[FileStat]:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = Path(root, name)
+            stat = path.stat()
+            modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+            yield FileStat(path.relative_to(folder).as_posix(), stat.st_size, modified)
+
+
+def remove_tree(uri: str, *, client: BaseClient | None = None) -> None:
+    """Remove a local folder or every object under an S3 prefix (nothing there is fine)."""
+    loc = parse_uri(uri)
+    if not loc.is_s3:
+        shutil.rmtree(str(loc.path), ignore_errors=True)
+        return
+    if not loc.key.strip("/"):
+        raise InvalidInputError(f"cannot remove {loc.uri}: refusing to empty a whole bucket")
+    s3 = _client(client)
+    prefix = loc.key.rstrip("/") + "/"
+    keys = [prefix + stat.relative for stat in list_stats(loc.uri, client=s3)]
+
+    def delete() -> None:
+        for start in range(0, len(keys), LIST_PAGE_SIZE):  # DeleteObjects takes 1000 keys
+            batch = [{"Key": key} for key in keys[start : start + LIST_PAGE_SIZE]]
+            s3.delete_objects(Bucket=loc.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    _call(s3, loc.uri, "remove", delete)
 
 
 # --- small text files ------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Stylize a chunk of a video's frames as one warm-started chain and encode the segment.
 
 Plain functions (no Prefect): decode with ffmpeg, run nst_core's FrameChain, encode H.264.
-The Prefect tasks wrap these; the flow concatenates segments and puts the audio back.
+Inputs and outputs are URIs in the job's staging (tasks/staging.py): inputs are read through
+this machine's cache, outputs made locally and handed to `upload` (a Prefect task in
+tasks/prefect_tasks.py). The flow concatenates segments and puts the audio back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -24,14 +27,16 @@ from nst_video.nst_core.settings import VideoSettings
 from nst_video.nst_core.size import Size
 from nst_video.nst_core.stylize import StyleTransfer
 from nst_video.nst_core.temporal import FrameChain, FrameStats, Keyframe
+from nst_video.tasks import storage
 from nst_video.tasks.keyframes import (
     KeyframeResult,
-    keyframe_path,
+    keyframe_name,
     load_keyframe,
     save_keyframe,
     stored_keyframe,
 )
 from nst_video.tasks.plan import Chunk
+from nst_video.tasks.staging import Staging, fetch_cached, made_here, marker_uri, upload
 from nst_video.tasks.video import VideoInfo, detect_scene_cuts, probe, read_frames, write_frames
 
 
@@ -119,7 +124,7 @@ class ChunkResult:
     loss: float
     content_loss: float
     style_loss: float
-    segment: str
+    segment: str  # path or URI in the job's staging
     resumed: bool = False
     processing: list[int] | None = None  # [width, height] the frames were stylized at
 
@@ -148,51 +153,73 @@ def _build_transfer(
     return StyleTransfer([load_image(path) for path in style_paths], settings, batch=batch)
 
 
+Upload = Callable[[Path, str], str]  # (local file, staging URI) -> URI
+
+
+def cached_styles(style_uris: Sequence[str], cache: Path) -> tuple[str, ...]:
+    return tuple(str(fetch_cached(uri, cache)) for uri in style_uris)
+
+
 def stylize_keyframe(
-    source: str | os.PathLike,
-    style_paths: Sequence[str],
+    source: str,
+    style_uris: Sequence[str],
     settings: VideoSettings,
     index: int,
-    folder: str | os.PathLike,
+    staging: Staging,
     *,
     info: VideoInfo,
     processing: Size | None = None,
     batch: int = 1,
+    upload: Upload = upload,
 ) -> KeyframeResult:
-    """Cold-start frame `index` (a shot's first) and store it, or return the stored one."""
+    """Cold-start frame `index` (a shot's first) and stage it, or return the staged one."""
     processing = processing or info.size.fit(settings.size)
-    path = keyframe_path(Path(folder), index)
-    if done := stored_keyframe(path, processing):
+    uri, cache = staging.uri("keyframes", keyframe_name(index)), staging.cache()
+    if done := stored_keyframe(uri, processing, cache):
         return done
-    transfer = cached_transfer(settings, tuple(style_paths), batch)
-    frames = read_frames(source, index, 1, size=processing.longest, info=info)
+    transfer = cached_transfer(settings, cached_styles(style_uris, cache), batch)
+    frames = read_frames(fetch_cached(source, cache), index, 1, size=processing.longest, info=info)
     content = next(_as_float(frames))
     with transfer.stepper.joined():
         output, stats = FrameChain(transfer, settings).step(content, index)
     notify_stylized(stats)
-    save_keyframe(path, Keyframe(index, content, output, stats))
-    return KeyframeResult(index, str(path), stats.iterations, stats.seconds)
+    with made_here(uri) as local:
+        save_keyframe(local, Keyframe(index, content, output, stats))
+        upload(local, uri)
+    return KeyframeResult(index, uri, stats.iterations, stats.seconds)
 
 
-def _marker(segment: Path) -> Path:
-    return segment.with_suffix(".json")
+def segment_uri(staging: Staging, chunk: Chunk) -> str:
+    return staging.uri("chunks", f"{chunk.name}.mp4")
 
 
-def finished_chunk(segment: Path, processing: Size | None) -> ChunkResult | None:
+def finished_chunk(segment: str, processing: Size | None) -> ChunkResult | None:
     """The result recorded by a chunk's marker, if the chunk is done at this processing size."""
-    marker = _marker(segment)
-    if not (marker.is_file() and segment.is_file()):
+    marker = marker_uri(segment)
+    if not (storage.exists(marker) and storage.exists(segment)):
         return None
-    done = json.loads(marker.read_text())
+    done = json.loads(storage.read_text(marker))
     if processing is None or done.get("processing") == processing.as_list():
         return ChunkResult(**{**done, "resumed": True})
     return None
 
 
-def write_marker(segment: Path, result: ChunkResult) -> None:
-    """Mark a chunk complete (after its segment is written): a rerun will resume it."""
-    with atomic_path(_marker(segment)) as tmp:
-        tmp.write_text(json.dumps(asdict(result)))
+def write_segment(
+    frames: Iterator[np.ndarray], segment: str, fps: Fraction, crf: int, upload: Upload
+) -> None:
+    """Encode a chunk's frames and stage the segment."""
+    with made_here(segment) as local:
+        write_frames(frames, local, fps, crf=crf)
+        upload(local, segment)
+
+
+def write_marker(result: ChunkResult, upload: Upload) -> None:
+    """Mark a chunk complete, after its segment is staged: a rerun will resume it."""
+    marker = marker_uri(result.segment)
+    with made_here(marker) as local:
+        with atomic_path(local) as tmp:
+            tmp.write_text(json.dumps(asdict(result)))
+        upload(local, marker)
 
 
 def _mean(values: list[float]) -> float:
@@ -200,11 +227,11 @@ def _mean(values: list[float]) -> float:
 
 
 def stylize_chunk(
-    source: str | os.PathLike,
-    style_paths: Sequence[str],
+    source: str,
+    style_uris: Sequence[str],
     settings: VideoSettings,
     chunk: Chunk,
-    segment: str | os.PathLike,
+    staging: Staging,
     *,
     info: VideoInfo | None = None,
     cuts: Sequence[int] = (),
@@ -213,35 +240,38 @@ def stylize_chunk(
     output_size: Size | None = None,
     batch: int = 1,
     keyframes: Sequence[str] = (),
+    upload: Upload = upload,
 ) -> ChunkResult:
-    """Stylize one chunk into a silent video segment, or return it if already done.
+    """Stylize one chunk into a silent video segment in `staging`, or return it if done.
 
     `keyframes` are the stored keyframes (tasks.keyframes) of the shots the chunk's frames
     belong to: its chain starts from them instead of cold-starting.
 
     The segment holds the warm-up frames too (they overlap the previous chunk's last frames
-    and are cross-faded with them by `crossfade_frames`). It is written atomically and then
+    and are cross-faded with them by `crossfade_frames`). It is staged (atomically) and then
     a marker JSON beside it: the marker means the chunk is complete, so a rerun skips it.
     `processing` (the memory guard's choice, default settings.size) is the
     size the frames are stylized at and `output_size` the size they are encoded at. A
     marker records the processing size; one made at another size is not resumed. `batch`
     > 1 lets this chunk's frames share batched steps with chunks in other threads.
     """
-    segment = Path(segment)
+    segment = segment_uri(staging, chunk)
     if done := finished_chunk(segment, processing):
         return done
     started = time.perf_counter()
-    info = info or probe(source)
-    transfer = cached_transfer(settings, tuple(style_paths), batch)
+    cache = staging.cache()
+    local_source = fetch_cached(source, cache)
+    info = info or probe(local_source)
+    transfer = cached_transfer(settings, cached_styles(style_uris, cache), batch)
     end = chunk.start + chunk.count
     frames = stylize_frames(
-        source,
+        local_source,
         transfer,
         start=chunk.first_decoded,
         count=chunk.warmup + chunk.count,
         info=info,
         cuts=[c for c in cuts if chunk.first_decoded < c < end],
-        keyframes=[load_keyframe(path) for path in keyframes],
+        keyframes=[load_keyframe(fetch_cached(uri, cache)) for uri in keyframes],
         progress=notify_stylized,
         size=processing.longest if processing else None,
         output_size=output_size,
@@ -254,7 +284,7 @@ def stylize_chunk(
             yield frame
 
     with transfer.stepper.joined():  # counts this chunk in the rounds of a batching stepper
-        write_frames(recorded(), segment, info.avg_fps, crf=crf)
+        write_segment(recorded(), segment, info.avg_fps, crf, upload)
     kept = [s for s in every if s.index >= chunk.start]
     result = ChunkResult(
         index=chunk.index,
@@ -266,10 +296,10 @@ def stylize_chunk(
         loss=_mean([s.loss for s in kept]),
         content_loss=_mean([s.content_loss for s in kept]),
         style_loss=_mean([s.style_loss for s in kept]),
-        segment=str(segment),
+        segment=segment,
         processing=(processing or info.size.fit(settings.size)).as_list(),
     )
-    write_marker(segment, result)
+    write_marker(result, upload)
     return result
 
 

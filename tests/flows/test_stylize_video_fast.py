@@ -14,7 +14,7 @@ from nst_video.nst_core.errors import InvalidInputError, InvalidSettingsError
 from nst_video.nst_core.fast_model import file_sha256
 from nst_video.nst_core.settings import make_train_settings, make_video_settings
 from nst_video.nst_core.weights.cache import CACHE_FILE, SIDECAR_FILE, cache_dir
-from nst_video.tasks import fast as fast_module
+from nst_video.tasks import stylize as stylize_module
 from nst_video.tasks import video
 from tests.fast_models import tiny_model
 from tests.media import md5
@@ -91,7 +91,7 @@ def test_two_chunks_give_exactly_the_frames_of_one(prefect_api_url, basic, style
 def test_killed_run_resumes_without_recomputing_finished_chunks(
     prefect_api_url, with_short_audio, style, model, tmp_path, monkeypatch
 ):
-    real_write = fast_module.write_frames
+    real_write = stylize_module.write_frames
     calls: list[Path] = []
 
     def failing_second_chunk(frames, path, *args, **kwargs):
@@ -100,12 +100,12 @@ def test_killed_run_resumes_without_recomputing_finished_chunks(
             raise InvalidInputError(f"{path}: disk full (injected)")
         return real_write(frames, path, *args, **kwargs)
 
-    monkeypatch.setattr(fast_module, "write_frames", failing_second_chunk)
+    monkeypatch.setattr(stylize_module, "write_frames", failing_second_chunk)
     out = tmp_path / "styled.mp4"
     with pytest.raises(InvalidInputError, match="disk full"):
         _run(with_short_audio, style, model, out, tmp_path, chunk_frames=6)
     assert not out.exists()
-    monkeypatch.setattr(fast_module, "write_frames", real_write)
+    monkeypatch.setattr(stylize_module, "write_frames", real_write)
     manifest = _run(with_short_audio, style, model, out, tmp_path, chunk_frames=6)
     assert [c["resumed"] for c in manifest["chunks"]] == [True, False]
     assert manifest["totals"]["resumed_chunks"] == 1

@@ -270,6 +270,7 @@ def test_chunk_tasks_in_threads_batch_their_frames(tmp_path):
 
     from nst_video.nst_core.settings import make_video_settings
     from nst_video.tasks.plan import plan_chunks
+    from nst_video.tasks.staging import Staging
     from nst_video.tasks.stylize import cached_transfer, stylize_chunk
     from nst_video.tasks.video import read_frames
 
@@ -284,7 +285,7 @@ def test_chunk_tasks_in_threads_batch_their_frames(tmp_path):
         with ThreadPoolExecutor(2) as pool:
             results = list(pool.map(
                 lambda chunk: stylize_chunk(
-                    clip, styles, settings, chunk, folder / f"{chunk.name}.mp4", batch=batch
+                    clip, styles, settings, chunk, Staging(str(folder)), batch=batch
                 ),
                 chunks,
             ))  # fmt: skip

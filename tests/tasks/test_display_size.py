@@ -9,6 +9,7 @@ from nst_video.nst_core.size import Size
 from nst_video.tasks import fast, video
 from nst_video.tasks.memory_guard import plan_video_size
 from nst_video.tasks.plan import Chunk
+from nst_video.tasks.staging import Staging
 from tests.fast_models import tiny_model
 
 SETTINGS = make_video_settings(size=64)
@@ -23,8 +24,8 @@ def test_memory_guard_and_fast_chunk_use_the_display_size(non_square, assets, tm
     assert (small.requested, small.processing) == (Size(64, 36), Size(48, 28))
     style = str(assets / "styles" / "starry_night.jpg")
     model = tiny_model(tmp_path / "tiny.keras", [style])
-    segment = tmp_path / "chunk.mp4"
+    segment = tmp_path / "chunks" / "chunk_0000.mp4"
     result = fast.stylize_chunk_fast(
-        non_square, model, [style], SETTINGS, Chunk(0, 0, 6, 0), segment, info=info
+        non_square, model, [style], SETTINGS, Chunk(0, 0, 6, 0), Staging(str(tmp_path)), info=info
     )
     assert result.processing == [64, 36] and video.probe(segment).size == Size(64, 36)

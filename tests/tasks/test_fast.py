@@ -11,6 +11,7 @@ from nst_video.nst_core.errors import InvalidInputError
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import fast, video
 from nst_video.tasks.plan import Chunk
+from nst_video.tasks.staging import Staging
 from nst_video.tasks.stylize import stylize_chunk
 from tests.fast_models import tiny_model
 
@@ -28,8 +29,8 @@ def model(style, tmp_path):
 
 
 def test_chunk_is_stylized_frame_by_frame_and_marked(basic, model, style, tmp_path):
-    segment = tmp_path / "chunk_0001.mp4"
-    result = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(1, 4, 5, 0), segment)
+    segment, staging = tmp_path / "chunks" / "chunk_0001.mp4", Staging(str(tmp_path))
+    result = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(1, 4, 5, 0), staging)
     assert (result.start, result.frames, result.warmup, result.iterations) == (4, 5, 0, 0)
     assert video.probe(segment).frame_count == 5 and result.processing == [48, 36]
     source = np.stack(list(video.read_frames(basic, start=4, count=5, size=48))).astype(float)
@@ -39,19 +40,19 @@ def test_chunk_is_stylized_frame_by_frame_and_marked(basic, model, style, tmp_pa
 
 
 def test_finished_chunk_is_not_recomputed(basic, model, style, tmp_path):
-    segment = tmp_path / "chunk_0000.mp4"
-    first = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(0, 0, 4, 0), segment)
+    segment, staging = tmp_path / "chunks" / "chunk_0000.mp4", Staging(str(tmp_path))
+    first = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(0, 0, 4, 0), staging)
     written = segment.stat().st_mtime_ns
-    again = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(0, 0, 4, 0), segment)
+    again = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(0, 0, 4, 0), staging)
     assert again.resumed and again.seconds == first.seconds
     assert segment.stat().st_mtime_ns == written
 
 
 def test_optimization_chunks_still_resume_through_the_shared_marker(basic, style, tmp_path):
     settings = make_video_settings(size=48, first_iterations=2, iterations=1, tolerance=0.0)
-    segment = tmp_path / "chunk_0000.mp4"
-    first = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), segment)
-    again = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), segment)
+    staging = Staging(str(tmp_path))
+    first = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), staging)
+    again = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), staging)
     assert not first.resumed and again.resumed and again.iterations == first.iterations == 3
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from nst_video.nst_core.size import Size
 from nst_video.nst_core.temporal import FrameStats, Keyframe
-from nst_video.tasks.keyframes import keyframe_path, load_keyframe, save_keyframe, stored_keyframe
+from nst_video.tasks.keyframes import keyframe_name, load_keyframe, save_keyframe, stored_keyframe
 
 
 def _keyframe(index: int = 7) -> Keyframe:
@@ -15,7 +15,7 @@ def _keyframe(index: int = 7) -> Keyframe:
 
 
 def test_a_saved_keyframe_loads_back_exactly(tmp_path):
-    path = keyframe_path(tmp_path, 7)
+    path = tmp_path / keyframe_name(7)
     save_keyframe(path, _keyframe())
     loaded = load_keyframe(path)
     np.testing.assert_array_equal(loaded.output, _keyframe().output)
@@ -25,9 +25,9 @@ def test_a_saved_keyframe_loads_back_exactly(tmp_path):
 
 
 def test_a_keyframe_is_reused_only_at_its_size(tmp_path):
-    path = keyframe_path(tmp_path, 7)
-    assert stored_keyframe(path, Size(16, 9)) is None
+    path = tmp_path / keyframe_name(7)
+    assert stored_keyframe(str(path), Size(16, 9), tmp_path) is None
     save_keyframe(path, _keyframe())
-    found = stored_keyframe(path, Size(16, 9))
+    found = stored_keyframe(str(path), Size(16, 9), tmp_path)
     assert found and found.resumed and (found.iterations, found.seconds) == (40, 2.25)
-    assert stored_keyframe(path, Size(32, 18)) is None
+    assert stored_keyframe(str(path), Size(32, 18), tmp_path) is None

@@ -16,6 +16,7 @@ from nst_video.tasks.memory_guard import (
     stylize_image_within_memory,
 )
 from nst_video.tasks.plan import Chunk
+from nst_video.tasks.staging import Staging
 from nst_video.tasks.stylize import stylize_chunk
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
@@ -39,15 +40,15 @@ def test_video_plan_uses_the_decoders_sizes(basic):
 
 
 def test_chunk_markers_depend_on_the_processing_size(basic, style, tmp_path):
-    segment = tmp_path / "chunk_0000.mp4"
+    segment, staging = tmp_path / "chunks" / "chunk_0000.mp4", Staging(str(tmp_path))
     reduced = {"processing": Size(32, 24), "output_size": Size(48, 36)}
-    small = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), segment, **reduced)
+    small = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), staging, **reduced)
     styled = video.probe(segment)
     assert (styled.width, styled.height, styled.frame_count) == (48, 36, 3)
     assert small.processing == [32, 24] and not small.resumed
-    again = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), segment, **reduced)
+    again = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), staging, **reduced)
     assert again.resumed
-    full = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), segment, processing=Size(48, 36))
+    full = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 3, 0), staging, processing=Size(48, 36))
     assert not full.resumed and full.processing == [48, 36]
 
 

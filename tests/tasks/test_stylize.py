@@ -12,6 +12,7 @@ from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import stylize as stylize_module
 from nst_video.tasks import video
 from nst_video.tasks.plan import Chunk
+from nst_video.tasks.staging import Staging
 from nst_video.tasks.stylize import crossfade_frames, stylize_chunk, stylize_keyframe
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
@@ -23,8 +24,8 @@ def style(assets) -> str:
 
 
 def test_chunk_writes_its_warmup_and_its_frames(basic, style, tmp_path):
-    segment = tmp_path / "chunk_0001.mp4"
-    result = stylize_chunk(basic, [style], FAST, Chunk(1, 4, 5, 3), segment)
+    segment = tmp_path / "chunks" / "chunk_0001.mp4"
+    result = stylize_chunk(basic, [style], FAST, Chunk(1, 4, 5, 3), Staging(str(tmp_path)))
     assert video.probe(segment).frame_count == 3 + 5 and result.frames == 5
     assert (result.start, result.warmup, result.resumed) == (4, 3, False)
     assert result.iterations == 6 + 7 * 2  # one cold start, then 3 warm-up + 4 warm frames
@@ -34,17 +35,17 @@ def test_chunk_writes_its_warmup_and_its_frames(basic, style, tmp_path):
 
 
 def test_finished_chunk_is_not_recomputed(basic, style, tmp_path):
-    segment = tmp_path / "chunk_0000.mp4"
-    first = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), segment)
+    segment, staging = tmp_path / "chunks" / "chunk_0000.mp4", Staging(str(tmp_path))
+    first = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), staging)
     written = segment.stat().st_mtime_ns
-    again = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), segment)
+    again = stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), staging)
     assert again.resumed and again.seconds == first.seconds
     assert segment.stat().st_mtime_ns == written
 
 
 def test_cut_inside_a_chunk_restarts_the_chain(two_scenes, style, tmp_path):
     chunk = Chunk(0, 8, 8, 0)
-    result = stylize_chunk(two_scenes, [style], FAST, chunk, tmp_path / "c.mp4", cuts=[12])
+    result = stylize_chunk(two_scenes, [style], FAST, chunk, Staging(str(tmp_path)), cuts=[12])
     assert result.iterations == 2 * 6 + 6 * 2  # cold at 8 and at the cut, warm otherwise
 
 
@@ -52,12 +53,12 @@ def test_chunks_start_from_their_shots_keyframe(basic, style, tmp_path):
     """The chunk at the keyframe replays it (no iterations); a later chunk leaps from it with
     a budget between the warm and the cold one, instead of cold-starting."""
     settings = FAST.model_copy(update={"first_iterations": 30})
-    info = video.probe(basic)
-    keyframe = stylize_keyframe(basic, [style], settings, 0, tmp_path, info=info)
+    info, staging = video.probe(basic), Staging(str(tmp_path))
+    keyframe = stylize_keyframe(basic, [style], settings, 0, staging, info=info)
     assert (keyframe.index, keyframe.iterations, keyframe.resumed) == (0, 30, False)
-    first = tmp_path / "chunk_0000.mp4"
+    first = tmp_path / "chunks" / "chunk_0000.mp4"
     result = stylize_chunk(
-        basic, [style], settings, Chunk(0, 0, 4, 0), first, keyframes=[keyframe.path]
+        basic, [style], settings, Chunk(0, 0, 4, 0), staging, keyframes=[keyframe.path]
     )
     assert result.iterations == 3 * 2
     replayed = next(video.read_frames(first)).astype(float)
@@ -66,18 +67,18 @@ def test_chunks_start_from_their_shots_keyframe(basic, style, tmp_path):
     # the keyframe's output, encoded (4:2:0 chroma and x264 blur a 48 px painting)
     assert np.abs(replayed - stored).mean() < 0.5 * np.abs(replayed - content).mean()
     later = stylize_chunk(
-        basic, [style], settings, Chunk(1, 4, 5, 3), tmp_path / "c1.mp4", keyframes=[keyframe.path]
+        basic, [style], settings, Chunk(1, 4, 5, 3), staging, keyframes=[keyframe.path]
     )
     assert 2 + 7 * 2 < later.iterations < 30 + 7 * 2
 
 
 def test_a_stored_keyframe_is_reused_at_its_processing_size(basic, style, tmp_path):
-    info = video.probe(basic)
-    made = stylize_keyframe(basic, [style], FAST, 0, tmp_path, info=info)
-    again = stylize_keyframe(basic, [style], FAST, 0, tmp_path, info=info)
+    info, staging = video.probe(basic), Staging(str(tmp_path))
+    made = stylize_keyframe(basic, [style], FAST, 0, staging, info=info)
+    again = stylize_keyframe(basic, [style], FAST, 0, staging, info=info)
     assert again.resumed and (again.path, again.iterations) == (made.path, made.iterations)
     smaller = FAST.model_copy(update={"size": 32})
-    remade = stylize_keyframe(basic, [style], smaller, 0, tmp_path, info=info)
+    remade = stylize_keyframe(basic, [style], smaller, 0, staging, info=info)
     assert not remade.resumed and np.load(remade.path)["output"].shape == (24, 32, 3)
 
 
@@ -88,8 +89,8 @@ def test_failed_chunk_leaves_no_segment_or_marker(basic, style, tmp_path, monkey
 
     monkeypatch.setattr(stylize_module, "write_frames", broken)
     with pytest.raises(InvalidInputError, match="disk full"):
-        stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), tmp_path / "chunk_0000.mp4")
-    assert list(tmp_path.iterdir()) == []
+        stylize_chunk(basic, [style], FAST, Chunk(0, 0, 4, 0), Staging(str(tmp_path)))
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
 
 
 def test_crossfade_blends_overlapping_frames_and_keeps_the_count(tmp_path):
