@@ -131,7 +131,7 @@ def image(
         **stats.as_dict(),
         "output": str(output),
         "settings_hash": settings.stable_hash(),
-        "precision": settings.precision,
+        "precision": plan.precision,  # "auto" resolved, as the memory guard estimated it
         "weights": weights_info.origin,
         "memory": plan.as_dict(),
     }
