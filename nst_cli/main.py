@@ -258,6 +258,7 @@ def _video_report(manifest: dict) -> dict:
         "job_id": manifest["job_id"],
         "settings_hash": manifest["settings_hash"],
         "mode": manifest.get("mode", "optimize"),
+        "precision": manifest.get("precision"),
         **({"model_sha256": manifest["model"]["sha256"]} if "model" in manifest else {}),
     }
 

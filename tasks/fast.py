@@ -203,6 +203,7 @@ def stylize_chunk_fast(
         style_loss=float("nan"),
         segment=str(segment),
         processing=(processing or info.size.fit(settings.size)).as_list(),
+        precision=resolve_precision(settings.precision),
     )
     write_marker(segment, result)
     return result

@@ -122,6 +122,7 @@ class ChunkResult:
     segment: str
     resumed: bool = False
     processing: list[int] | None = None  # [width, height] the frames were stylized at
+    precision: str | None = None  # the compute precision used ("auto" resolved where it ran)
 
 
 _TRANSFERS_LOCK = threading.Lock()
@@ -268,6 +269,7 @@ def stylize_chunk(
         style_loss=_mean([s.style_loss for s in kept]),
         segment=str(segment),
         processing=(processing or info.size.fit(settings.size)).as_list(),
+        precision=transfer.precision,
     )
     write_marker(segment, result)
     return result
