@@ -116,7 +116,8 @@ def quality(net, quick: bool) -> tuple[list[dict], dict]:
     budget = {"first_iterations": 50, "iterations": 10} if quick else {}
     settings = make_video_settings(size=size, precision="bfloat16", **budget)
     independent = settings.model_copy(update={"frame_init": "content"})
-    transfer = StyleTransfer([load_image(STYLE)], make_video_settings(size=size))
+    scorer = make_video_settings(size=size, precision="float32")  # losses of every row
+    transfer = StyleTransfer([load_image(STYLE)], scorer)
     runs: dict[str, dict] = {}
     for name, frames in (("moving", moving), ("static", static)):
         fast_started = time.perf_counter()

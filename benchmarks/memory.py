@@ -89,7 +89,7 @@ def worker(height: int, width: int, precision: str, iterations: int = ITERATIONS
 
     tf.get_logger().setLevel("ERROR")
     values: dict = {"size": max(height, width), "tolerance": 0.0}
-    if precision != "float32":
+    if len(precisions()) > 1:  # always pinned: the default "auto" may mean either
         values["precision"] = precision
     settings = make_settings(**values)
     content = resize(load_image(CONTENT), Size(width, height))

@@ -180,7 +180,7 @@ def _delta(after: int | None, before: int | None) -> int | None:
 def run(quick: bool = False) -> Report:
     plan = QUICK if quick else FULL
     tf.get_logger().setLevel("ERROR")  # the fresh-state calls retrace on purpose
-    settings = make_settings(size=max(SIZES))
+    settings = make_settings(size=max(SIZES), precision="float32")  # the fp32 column
     bf16 = settings.model_copy(update={"precision": "bfloat16"})
     content = center_square(load_image(CONTENT))
     style = center_square(load_image(STYLE))

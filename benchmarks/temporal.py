@@ -90,7 +90,7 @@ def _run(plan: Plan, quick: bool, name: str) -> Report:
     tf.get_logger().setLevel("ERROR")
     started = time.perf_counter()
     changes = {} if plan.first_iterations is None else {"first_iterations": plan.first_iterations}
-    settings = make_video_settings(size=plan.size, **changes)
+    settings = make_video_settings(size=plan.size, precision="float32", **changes)
     transfer = StyleTransfer([load_image(STYLE)], settings)
     rows: list[dict] = []
     series: dict = {"scan": {}, "clips": {}}

@@ -238,6 +238,7 @@ def stylize_video(
         **({"model": model_record} if is_fast else {}),
         "settings": settings.model_dump(mode="json"),
         "settings_hash": settings.stable_hash(),
+        "precision": precision_used(results),
         "identity": _job_identity(source, styles, settings, **plan_params),
         "video": {"frames": count, "first_frame": first, "fps": str(info.avg_fps), "cuts": cuts},
         "memory": sizing.as_dict(),
@@ -382,3 +383,13 @@ def run_stylize_video(
     finally:
         if listener:
             LISTENERS.remove(listener)
+
+
+def precision_used(results: list[ChunkResult]) -> str | None:
+    """The precision the chunks computed in (settings keep "auto", each chunk resolves it
+    where it runs); "mixed" when a job resumed on another machine differs, None when no
+    chunk recorded one (markers of older versions)."""
+    used = {r.precision for r in results if r.precision}
+    if len(used) > 1:
+        return "mixed"
+    return used.pop() if used else None

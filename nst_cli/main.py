@@ -134,7 +134,7 @@ def image(
         **stats.as_dict(),
         "output": str(output),
         "settings_hash": settings.stable_hash(),
-        "precision": settings.precision,
+        "precision": plan.precision,  # "auto" resolved, as the memory guard estimated it
         "weights": weights_info.origin,
         "memory": plan.as_dict(),
     }
@@ -261,6 +261,7 @@ def _video_report(manifest: dict) -> dict:
         "job_id": manifest["job_id"],
         "settings_hash": manifest["settings_hash"],
         "mode": manifest.get("mode", "optimize"),
+        "precision": manifest.get("precision"),
         **({"model_sha256": manifest["model"]["sha256"]} if "model" in manifest else {}),
     }
 

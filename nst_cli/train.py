@@ -141,6 +141,7 @@ def _report(card: dict, output: str) -> dict:
         "resumed_from_step": training["resumed_from_step"],
         "stopped_early": training["stopped_early"],
         "final": training["final"],
+        "precision": training.get("precision"),
         "key": training["key"],
         "settings_hash": card["settings_hash"],
         "network": card["network"],

@@ -10,7 +10,8 @@ Decisions:
 - The forward pass is Keras's own `predict_on_batch`, compiled once per input shape on
   TensorFlow (tf.function) and JAX (jit): the same call works on both backends.
 - `precision="bfloat16"` runs a bf16 copy of the network (nst_core.model.with_dtype_policy,
-  weights cast per layer, output cast back to float32); float32 is the default.
+  weights cast per layer, output cast back to float32); "auto" (the settings' default) is
+  resolved by nst_core.precision.
 - `original_colors` keeps each frame's colours after inference (luminance transfer,
   nst_core.stylize.preserve_colors), as the optimization mode does.
 """
@@ -24,17 +25,16 @@ import numpy as np
 
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.fastnet import MIN_SIDE
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.stylize import preserve_colors
 
 DEFAULT_BATCH = 8
-PRECISIONS = ("float32", "bfloat16")
 
 
 def for_precision(net: Any, precision: str) -> Any:
-    """`net` to run in `precision`: itself for float32, a bf16 copy for bfloat16."""
-    if precision not in PRECISIONS:
-        raise InvalidSettingsError(f"invalid precision {precision!r}: choose from {PRECISIONS}")
-    if precision == "float32":
+    """`net` to run in `precision`: itself for float32, a bf16 copy for bfloat16; "auto" is
+    resolved (nst_core.precision)."""
+    if resolve_precision(precision) == "float32":
         return net
     from nst_video.nst_core.model import with_dtype_policy
 

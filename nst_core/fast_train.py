@@ -31,6 +31,7 @@ from keras import ops
 
 from nst_video.nst_core.losses import content_loss, gram_matrix, style_loss, total_variation
 from nst_video.nst_core.model import preprocess, with_dtype_policy
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import TrainSettings
 
 
@@ -192,9 +193,10 @@ class Trainer:
     """Adam on the network's weights, one compiled step per call, on the Keras backend in use.
 
     `features` is nst_core.model.feature_model(content_layers + style_layers, ...) (float32;
-    `precision="bfloat16"` runs it under "mixed_bfloat16", losses stay float32), `grams` the
-    style targets (see `style_grams`, computed with the float32 model). `seed` fixes the
-    noise; the network's initial weights are fixed by build_fastnet's seed.
+    `precision="bfloat16"` runs it under "mixed_bfloat16", losses stay float32; "auto" is
+    resolved by nst_core.precision), `grams` the style targets (see `style_grams`, computed
+    with the float32 model). `seed` fixes the noise; the network's initial weights are fixed
+    by build_fastnet's seed.
     On JAX the weights live in the step's state: `sync()` writes them back into `net`.
     """
 
@@ -213,8 +215,11 @@ class Trainer:
         self.net = net
         self.n_content = n_content
         self.objective = objective or Objective()
+        self.precision = resolve_precision(precision)  # "auto" decided here
         self.features = (
-            features if precision == "float32" else with_dtype_policy(features, "mixed_bfloat16")
+            features
+            if self.precision == "float32"
+            else with_dtype_policy(features, "mixed_bfloat16")
         )
         self.grams = [ops.convert_to_tensor(g, "float32") for g in grams]
         self.objective.layer_weights(len(self.grams))  # fail here, not inside a trace

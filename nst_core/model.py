@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.weights import WeightsInfo, load_weights, resolve_weights
 
 # Caffe preprocessing: BGR channel order, ImageNet mean subtracted, 0..255 range.
@@ -66,9 +67,10 @@ def feature_model(
     """A model mapping a preprocessed batch to the activations of `layers`, in that order.
 
     `precision` "bfloat16" computes the convolutions in bf16 (outputs are bf16: the losses
-    cast them back). Cached per arguments: building and loading VGG19 costs about a second.
+    cast them back); "auto" is resolved (nst_core.precision). Cached per arguments: building
+    and loading VGG19 costs about a second.
     """
-    if precision != "float32":
+    if resolve_precision(precision) == "bfloat16":
         return with_dtype_policy(feature_model(layers, pooling, weights), "mixed_bfloat16")
     info = weights or resolve_weights()
     base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))

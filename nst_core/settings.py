@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Self
 
 from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.precision import Precision
 
 MAX_SIZE = 4096
 VGG19_LAYERS = tuple(
@@ -52,11 +53,12 @@ class LossSettings(BaseModel):
         1.0, gt=0, le=8, description="Style image size relative to the output."
     )
     pooling: Literal["max", "avg"] = Field("max", description="VGG19 pooling: max or avg.")
-    precision: Literal["float32", "bfloat16"] = Field(
-        "float32",
-        description="float32, or bfloat16: VGG19 in bf16 (Grams and losses in float32), same "
-        "quality, ~1.6x faster on CPUs with AVX512-BF16/AMX and on GPUs (much slower on CPUs "
-        "without them).",
+    precision: Precision = Field(
+        "auto",
+        description="auto, float32 or bfloat16 (VGG19 in bf16, Grams and losses in float32: "
+        "same quality, 1.6-2.6x faster on GPUs and on CPUs with AMX or AVX512-BF16, much "
+        "slower on other CPUs). auto: bfloat16 on a GPU or, on TensorFlow, on such a CPU; "
+        "float32 elsewhere.",
     )
     content_layers: tuple[str, ...] = Field(
         ("block4_conv2",), description="VGG19 layers of the content loss."

@@ -21,6 +21,7 @@ from nst_video.nst_core.images import resize
 from nst_video.nst_core.losses import LossWeights, gram_matrix, make_loss_fn
 from nst_video.nst_core.model import feature_model, preprocess
 from nst_video.nst_core.optimize import make_stepper
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import StyleSettings
 from nst_video.nst_core.size import Size, min_side
 from nst_video.nst_core.stepper import (
@@ -78,7 +79,8 @@ class StyleTransfer:
         self.styles = [np.asarray(s, dtype="float32") for s in styles]
         self.blend = settings.blend_weights(len(self.styles))
         layers = (*settings.content_layers, *settings.style_layers)
-        self.model = feature_model(layers, settings.pooling, weights, settings.precision)
+        self.precision = resolve_precision(settings.precision)  # "auto" decided here
+        self.model = feature_model(layers, settings.pooling, weights, self.precision)
         self.n_content = len(settings.content_layers)
         self.loss_weights = LossWeights(
             settings.content_weight,

@@ -26,6 +26,7 @@ from nst_video.nst_core.fast_stylize import (
     stylize_frames,
 )
 from nst_video.nst_core.images import resize, save_image, to_uint8
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import (
     LossSettings,
     StyleSettings,
@@ -209,6 +210,7 @@ def stylize_chunk_fast(
         style_loss=float("nan"),
         segment=segment,
         processing=(processing or info.size.fit(settings.size)).as_list(),
+        precision=resolve_precision(settings.precision),
     )
     write_marker(result, upload)
     return result
@@ -233,6 +235,6 @@ def stylize_image_fast(
         "mode": "fast",
         "model_sha256": file_sha256(model),
         "settings_hash": settings.stable_hash(),
-        "precision": settings.precision,
+        "precision": resolve_precision(settings.precision),
         "seconds": time.perf_counter() - started,
     }

@@ -17,6 +17,7 @@ import numpy as np
 
 from nst_video.nst_core.images import resize
 from nst_video.nst_core.memory import Budget, SizePlan, plan_size
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import StyleSettings, make_settings
 from nst_video.nst_core.size import Size, min_side
 from nst_video.tasks.video import VideoInfo
@@ -27,7 +28,8 @@ DETECT = "detect"  # measure the memory available (nst_core.memory.available_mem
 
 
 def precision_of(settings: StyleSettings) -> str:
-    return getattr(settings, "precision", "float32")
+    """The precision the step will run in ("auto" resolved): what the estimate is for."""
+    return resolve_precision(settings.precision)
 
 
 def _plan(size: Size, settings: StyleSettings, budget: Budget | None | str) -> SizePlan:

@@ -127,6 +127,7 @@ class ChunkResult:
     segment: str  # path or URI in the job's staging
     resumed: bool = False
     processing: list[int] | None = None  # [width, height] the frames were stylized at
+    precision: str | None = None  # the compute precision used ("auto" resolved where it ran)
 
 
 _TRANSFERS_LOCK = threading.Lock()
@@ -298,6 +299,7 @@ def stylize_chunk(
         style_loss=_mean([s.style_loss for s in kept]),
         segment=segment,
         processing=(processing or info.size.fit(settings.size)).as_list(),
+        precision=transfer.precision,
     )
     write_marker(result, upload)
     return result

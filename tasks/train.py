@@ -329,6 +329,7 @@ def _card(
         "steps": run.step,
         "stopped_early": run.step < settings.steps,
         "resumed_from_step": resumed_from,
+        "precision": trainer.precision,  # settings keep "auto"; this is what it trained in
         "seconds": round(run.seconds, 3),
         "final": run.final_terms(),
         "loss_curve": run.loss_curve(),

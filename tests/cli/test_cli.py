@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nst_video.nst_cli.main import main
+from nst_video.nst_core.precision import resolve_precision
 
 NST = str(Path(sys.executable).with_name("nst"))
 
@@ -35,7 +36,7 @@ def test_image_json_reports_lower_loss_and_writes_file(paths, capsys, vgg_weight
     assert report["final_loss"] < report["initial_loss"]
     assert report["iterations"] == 30 and report["output"] == str(paths["out"])
     assert paths["out"].stat().st_size > 500
-    assert report["precision"] == "float32"
+    assert report["precision"] == resolve_precision("auto")  # the default, as resolved here
 
 
 def test_image_in_bfloat16_is_a_different_job_of_the_same_quality(paths, capsys, vgg_weights):

@@ -20,6 +20,7 @@ def test_image_over_budget_is_reduced_with_a_warning(assets, tmp_path, monkeypat
         str(assets / "content" / "bottles.jpg"),
         str(assets / "styles" / "starry_night.jpg"),
         "-o", str(out), "--size", "64", "--iterations", "3", "--json",
+        "--precision", "float32",  # the budget is a float32 estimate
     ]  # fmt: skip
     code = main(args)
     captured = capsys.readouterr()

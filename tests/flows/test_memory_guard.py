@@ -15,7 +15,10 @@ from nst_video.nst_core.settings import make_video_settings
 from nst_video.nst_core.size import Size
 from nst_video.tasks import video
 
-FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
+# float32: the budget below is a float32 estimate (the default "auto" may mean bfloat16).
+FAST = make_video_settings(
+    size=48, first_iterations=6, iterations=2, tolerance=0.0, precision="float32"
+)
 
 
 @pytest.fixture

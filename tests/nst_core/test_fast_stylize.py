@@ -8,6 +8,7 @@ import pytest
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.fast_stylize import for_precision, stylize_batch, stylize_frames
 from nst_video.nst_core.fastnet import FastNetConfig, build_fastnet
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.stylize import preserve_colors
 
 
@@ -46,6 +47,15 @@ def test_bfloat16_is_close_to_float32(net, frames) -> None:
     full, half = stylize_batch(net, batch), stylize_batch(for_precision(net, "bfloat16"), batch)
     assert not np.array_equal(full, half)  # really ran in bf16
     assert np.abs(full - half).mean() < 2 / 255
+
+
+def test_auto_runs_the_network_in_the_resolved_precision(net) -> None:
+    chosen = for_precision(net, "auto")
+    expected = "float32" if resolve_precision("auto") == "float32" else "bfloat16"
+    assert (chosen is net) == (expected == "float32")
+    assert chosen.layers[-1].compute_dtype == expected
+    with pytest.raises(InvalidSettingsError, match="invalid precision"):
+        for_precision(net, "float16")
 
 
 def test_frames_too_small_for_the_network_are_refused(net) -> None:

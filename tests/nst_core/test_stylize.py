@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from nst_video.nst_core.errors import InvalidSettingsError
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import make_settings
 from nst_video.nst_core.stylize import StyleTransfer, preserve_colors, stylize_image
 
@@ -111,3 +112,10 @@ def test_bfloat16_precision_reaches_the_float32_loss(content_64, starry_64, vgg_
     assert losses["bfloat16"] < 0.8 * start
     assert losses["bfloat16"] < 1.05 * losses["float32"]
     assert np.abs(results["bfloat16"][0] - results["float32"][0]).mean() < 0.05
+
+
+def test_auto_precision_is_resolved_where_the_model_is_built(starry_64, vgg_weights):
+    transfer = StyleTransfer([starry_64], make_settings(size=32), vgg_weights)
+    assert transfer.settings.precision == "auto"
+    assert transfer.precision == resolve_precision("auto")
+    assert transfer.model.layers[-1].compute_dtype == transfer.precision

@@ -22,15 +22,17 @@ from nst_video.nst_core.settings import (
     make_train_settings,
 )
 
-# The hashes before LossSettings was factored out: caches and job ids keyed by them survive.
+# The hashes before LossSettings was factored out, of the defaults before precision "auto":
+# caches and job ids keyed by them survive (at --precision float32).
 STYLE_HASH = "64fd93680830dd1842969e3302987185cdfb1db3128540145c0a3dcb3dd49c71"
 VIDEO_HASH = "c0f271fc84b8f129c9d7f9ec7c559edc57bb41b25e841d3f5cf3f026a2e65a59"
 LAYERS = ("block4_conv2", "block1_conv1", "block2_conv1", "block3_conv1")
 
 
 def test_style_and_video_settings_keep_their_hashes():
-    assert StyleSettings().stable_hash() == STYLE_HASH
-    assert VideoSettings().stable_hash() == VIDEO_HASH
+    assert StyleSettings(precision="float32").stable_hash() == STYLE_HASH
+    assert VideoSettings(precision="float32").stable_hash() == VIDEO_HASH
+    assert StyleSettings().stable_hash() != STYLE_HASH  # "auto" is another job
 
 
 def test_loss_fields_are_declared_once_in_the_shared_base():

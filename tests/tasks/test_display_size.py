@@ -12,7 +12,7 @@ from nst_video.tasks.plan import Chunk
 from nst_video.tasks.staging import Staging
 from tests.fast_models import tiny_model
 
-SETTINGS = make_video_settings(size=64)
+SETTINGS = make_video_settings(size=64, precision="float32")  # the budget is a float32 estimate
 
 
 def test_memory_guard_and_fast_chunk_use_the_display_size(non_square, assets, tmp_path):

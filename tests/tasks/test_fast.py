@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import fast, video
 from nst_video.tasks.plan import Chunk
@@ -33,6 +34,7 @@ def test_chunk_is_stylized_frame_by_frame_and_marked(basic, model, style, tmp_pa
     result = fast.stylize_chunk_fast(basic, model, [style], SETTINGS, Chunk(1, 4, 5, 0), staging)
     assert (result.start, result.frames, result.warmup, result.iterations) == (4, 5, 0, 0)
     assert video.probe(segment).frame_count == 5 and result.processing == [48, 36]
+    assert SETTINGS.precision == "auto" and result.precision == resolve_precision("auto")
     source = np.stack(list(video.read_frames(basic, start=4, count=5, size=48))).astype(float)
     styled = np.stack(list(video.read_frames(segment))).astype(float)
     assert np.abs(styled - source).mean() > 5  # stylized, not copied
@@ -54,6 +56,7 @@ def test_optimization_chunks_still_resume_through_the_shared_marker(basic, style
     first = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), staging)
     again = stylize_chunk(basic, [style], settings, Chunk(0, 0, 2, 0), staging)
     assert not first.resumed and again.resumed and again.iterations == first.iterations == 3
+    assert again.precision == first.precision == resolve_precision("auto")
 
 
 def test_network_is_loaded_once_per_file_content(model, style, tmp_path):
@@ -62,6 +65,14 @@ def test_network_is_loaded_once_per_file_content(model, style, tmp_path):
     tiny_model(model, [style], seed=2)  # the same path, another network
     assert fast.cached_network(model, [style])[0] is not first
     assert card.network.width == 4
+
+
+def test_a_model_runs_in_any_precision_asked_for(model, style):
+    # The card records how it was trained; inference precision is the run's own choice.
+    for precision in ("float32", "bfloat16", "auto"):
+        net, _ = fast.cached_network(model, [style], precision)
+        expected = resolve_precision(precision)
+        assert net.layers[-1].compute_dtype == expected
 
 
 def test_a_model_for_other_styles_is_refused(model, assets):

@@ -19,7 +19,10 @@ from nst_video.tasks.plan import Chunk
 from nst_video.tasks.staging import Staging
 from nst_video.tasks.stylize import stylize_chunk
 
-FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
+# float32: the budgets below are float32 estimates (the default "auto" may mean bfloat16).
+FAST = make_video_settings(
+    size=48, first_iterations=6, iterations=2, tolerance=0.0, precision="float32"
+)
 
 
 @pytest.fixture
@@ -55,7 +58,7 @@ def test_chunk_markers_depend_on_the_processing_size(basic, style, tmp_path):
 def test_image_is_stylized_smaller_and_upscaled_to_the_requested_size(
     content_64, starry_64, vgg_weights, caplog
 ):
-    settings = make_settings(size=48, iterations=3, tolerance=0.0)
+    settings = make_settings(size=48, iterations=3, tolerance=0.0, precision="float32")
     size = Size.of(content_64)  # 64x36: requested 48x27, fits 32x18
     plan = plan_image_size(size, settings, budget=_budget_for(Size(32, 18)))
     assert plan.requested == Size(48, 27) and plan.processing == Size(32, 18)

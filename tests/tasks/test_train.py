@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nst_video.nst_core.fast_model import file_sha256, load_fast_model
+from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import TrainSettings
 from nst_video.tasks.train import CHECKPOINT, Plateau, cached_model, load_checkpoint, train_style
 
@@ -48,6 +49,8 @@ def test_trains_saves_a_loadable_model_with_a_full_card(style, basic, tmp_path):
     )
     training = card.training
     assert training["steps"] == 4 and not training["stopped_early"]
+    assert card.settings["precision"] == "auto"  # the key: the cache serves any machine
+    assert training["precision"] == resolve_precision("auto")  # what it trained in here
     assert training["data"]["sources"] == [{"video": basic.name, "frames": 4}]
     assert set(training["final"]) == {"total", "content", "style", "tv", "noise", "frame"}
     assert training["final"]["frame"] > 0  # consecutive frames differ: the frame term is live
