@@ -4,6 +4,7 @@ SQLite in a temporary PREFECT_HOME, and the `prefect` command against it."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,8 +62,18 @@ def real_server(tmp_path_factory):
         _wait_healthy(api, proc, log)
         yield api, {**env, "PREFECT_API_URL": api}
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL the process group after `grace` seconds: a worker busy with a
+    run may not stop in time, and teardown must not hide the test's own failure."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def prefect_cli(env: dict, *args: str) -> str:

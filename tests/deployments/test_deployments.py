@@ -23,7 +23,7 @@ from nst_video.deployments.validate import (
 )
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import video
-from tests.deployments.conftest import PREFECT, prefect_cli
+from tests.deployments.conftest import PREFECT, prefect_cli, stop
 
 FAST = make_video_settings(size=48, first_iterations=6, iterations=2, tolerance=0.0)
 BATCH = {
@@ -126,8 +126,7 @@ def test_deployments_run_on_a_process_worker(real_server, basic, assets, tmp_pat
             })  # fmt: skip
             schedules = client.read_deployment_by_name("stylize-batch/nightly-batch").schedules
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop(worker)
     assert single and single.is_completed(), f"{single}\n{log.read_text()[-3000:]}"
     assert video.probe(out).frame_count == 12
     assert Path(str(out) + ".json").is_file()

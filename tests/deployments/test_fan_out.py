@@ -28,7 +28,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from nst_video.deployments.validate import PREFECT_YAML, REPO_ROOT
 from nst_video.tasks import video
-from tests.deployments.conftest import PREFECT, prefect_cli
+from tests.deployments.conftest import PREFECT, prefect_cli, stop
 from tests.s3 import admin_client
 
 NST = str(Path(sys.executable).with_name("nst"))
@@ -125,8 +125,7 @@ def test_a_batch_fans_out_over_two_workers(
     finally:
         for worker in workers.values():
             worker.send_signal(signal.SIGCONT)
-            worker.terminate()
-            worker.wait(timeout=30)
+            stop(worker)
     logs = "\n".join((tmp_path / f"{name}.log").read_text()[-2000:] for name in workers)
     assert batch.returncode == 1, f"{err[-3000:]}\n{logs}"  # the broken clip fails the batch
     summary = json.loads(out)
