@@ -37,7 +37,7 @@ from pydantic import Field
 
 from nst_video.flows.batch_options import VIDEO_DEPLOYMENT, FanOut
 from nst_video.flows.fan_out import run_on_pool
-from nst_video.flows.stylize_video import Mode, default_work_dir, stylize_video
+from nst_video.flows.stylize_video import Mode, stylize_video
 from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_video.nst_core.files import check_writable
 from nst_video.nst_core.settings import TrainSettings, VideoSettings
@@ -53,6 +53,7 @@ from nst_video.tasks.plan import (
     WorkDir,
 )
 from nst_video.tasks.quality import MotionFidelitySamples
+from nst_video.tasks.staging import STAGING_FOLDER, local_work_dir, work_root
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 OUTPUT_SUFFIX = ".mp4"
@@ -194,13 +195,15 @@ def stylize_batch(
     else:
         check_destination(destination)
     if mode == "fast" and model is None and jobs:
-        staging = Path(work_dir or default_work_dir()) / "train-inputs"
+        staging = local_work_dir(work_dir) / "train-inputs"
         videos = [uri for uri, _ in jobs]
         model = str(fast.model_needed(styles, videos, settings, staging, training))
     params = {"chunk_frames": chunk_frames, "overlap": overlap, "max_frames": max_frames}
     params |= {"mode": mode, "model": model, "motion_fidelity_samples": motion_fidelity_samples}
     params |= {"crf": crf, "work_dir": work_dir}
     if fan_out == "pool" and jobs:
+        if model is not None:  # e.g. just trained here: the workers must read it too
+            params["model"] = fast.model_for_workers(model, batch_work_root(work_dir, destination))
         video = {"styles": styles, "settings": settings.model_dump(mode="json"), **params}
         rows = run_on_pool(jobs, video, concurrency, deployment)
     else:
@@ -213,6 +216,14 @@ def stylize_batch(
             f"{len(failed)} of {len(rows)} videos failed: {', '.join(failed)}", summary
         )
     return summary
+
+
+def batch_work_root(work_dir: str | None, destination: str) -> str:
+    """Where the batch stages what its videos share (a fast model for a pool): the work
+    dir, else `.nst-staging` inside an S3 destination, else the default."""
+    if work_dir or not storage.parse_uri(destination).is_s3:
+        return work_root(work_dir, destination)
+    return storage.join_uri(destination, STAGING_FOLDER)
 
 
 def _run_all(jobs: list, styles: list[str], settings: VideoSettings, concurrency: int, **params):

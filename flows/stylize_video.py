@@ -41,12 +41,7 @@ from nst_video.tasks.plan import (
 )
 from nst_video.tasks.quality import MotionFidelitySamples
 from nst_video.tasks.report import preview_markdown, summary_markdown
-from nst_video.tasks.staging import (
-    Staging,
-    cache_root,
-    default_work_dir,  # noqa: F401  (flows/stylize_batch.py)
-    work_root,
-)
+from nst_video.tasks.staging import Staging, local_work_dir, work_root
 from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notify_planned
 from nst_video.tasks.video import read_frames
 
@@ -131,7 +126,7 @@ def stylize_video(
         "crf": crf,
     }
     root = work_root(work_dir, destination)
-    local_root = cache_root() if storage.parse_uri(root).is_s3 else Path(root)
+    local_root = local_work_dir(root)
     if is_fast:
         if model is None:
             logger.info("fast mode without a model: the cached one, trained first if missing")

@@ -19,7 +19,8 @@ from nst_video.nst_core.fast_train import FastTerms
 from nst_video.nst_core.settings import TrainSettings
 from nst_video.tasks import prefect_tasks, storage
 from nst_video.tasks.plan import WorkDir, job_id
-from nst_video.tasks.train import Progress, check_model_destination, data_identity, train_work_dir
+from nst_video.tasks.staging import local_work_dir
+from nst_video.tasks.train import Progress, check_model_destination, data_identity
 from nst_video.tasks.train_report import loss_curve_markdown
 
 # Progress receivers in this process besides the UI (e.g. the CLI's progress bar).
@@ -56,7 +57,7 @@ def _staging(
         data=identities,
         settings=settings.stable_hash(),
     )
-    return Path(work_dir or train_work_dir()) / f"train-inputs-{job}"
+    return local_work_dir(work_dir) / f"train-inputs-{job}"
 
 
 def _fetch_all(uris: list[str], staging: Path) -> list[str]:

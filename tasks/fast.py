@@ -78,6 +78,20 @@ def training_settings(settings: StyleSettings) -> TrainSettings:
     return TrainSettings(**loss, size=settings.size)
 
 
+def model_for_workers(model: str, root: str) -> str:
+    """`model` where a pool's workers can read it: an s3:// model as it is; a local file,
+    when the work root `root` is on S3, uploaded once (named by its sha256) to
+    `root`/models/ and that URI; otherwise the path as it is (the workers then need the
+    same filesystem, as for local style paths)."""
+    if model.startswith("s3://") or not storage.parse_uri(root).is_s3:
+        return model
+    local = storage.fetch(model, Path("."))  # a local file is checked, not copied
+    target = storage.join_uri(root, "models", f"{file_sha256(local)[:16]}-{local.name}")
+    if not storage.exists(target):
+        storage.publish(local, target)
+    return target
+
+
 def fetch_model(model: str, work_root: Path) -> tuple[Path, str]:
     """A local copy of `model` (path or s3:// URI) and its sha256, the job's identity of it.
 

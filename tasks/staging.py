@@ -31,10 +31,11 @@ MARKER_SUFFIX = ".json"
 _JOB_ID_RE = re.compile(r"[0-9a-f]{16}")  # tasks.plan.job_id
 
 
-def default_work_dir() -> Path:
-    """Local staging when neither `--work-dir` nor an S3 destination says otherwise."""
+def default_work_dir() -> str:
+    """The work root when no `--work-dir` is given: `NST_WORK_DIR` (a folder or an s3://
+    prefix, e.g. set once on every worker of a pool), else ~/.cache/nst-video/jobs."""
     root = os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "nst-video" / "jobs"
-    return Path(root)
+    return storage.parse_uri(str(root)).uri
 
 
 def cache_root() -> Path:
@@ -45,14 +46,22 @@ def cache_root() -> Path:
 
 def work_root(work_dir: str | None, destination: str) -> str:
     """Where jobs stage: `work_dir`; else `.nst-staging` beside an S3 destination; else the
-    local default."""
+    default (`NST_WORK_DIR` or the local folder)."""
     if work_dir:
         return storage.parse_uri(work_dir).uri
     target = storage.parse_uri(destination)
     if not target.is_s3:
-        return str(default_work_dir())
+        return default_work_dir()
     folder = target.key.rpartition("/")[0]
     return storage.join_uri(f"s3://{target.bucket}/", folder, STAGING_FOLDER)
+
+
+def local_work_dir(work_dir: str | None) -> Path:
+    """This machine's folder for files of a job that are not staged (training downloads,
+    checkpoints before upload): the work dir when it is a folder, else this machine's cache
+    (an s3:// work dir is no local path)."""
+    root = storage.parse_uri(work_dir).uri if work_dir else default_work_dir()
+    return cache_root() if storage.parse_uri(root).is_s3 else Path(root)
 
 
 @dataclass(frozen=True)

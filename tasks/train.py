@@ -6,9 +6,12 @@ Decisions:
   data's identity (nst_video.tasks.storage.identity of each video, in order, then of each
   image of the extra folder) and TrainSettings.stable_hash() (every training setting,
   steps and seed included). It names the checkpoint folder and the cached model.
-- Checkpoints live in the work folder (env NST_WORK_DIR, default ~/.cache/nst-video/jobs,
-  like the video flow's) under `train-<key[:16]>/checkpoint.npz`, never beside the output,
-  which only ever receives the finished model. A checkpoint holds the network's weights,
+- Checkpoints live in the work dir (`work_dir`, env NST_WORK_DIR, default
+  ~/.cache/nst-video/jobs, like the video flow's) under `train-<key[:16]>/checkpoint.npz`,
+  never beside the output, which only ever receives the finished model. With an s3://
+  work dir each checkpoint is written in this machine's cache and uploaded there, and a
+  training starts from the uploaded one when it exists: a killed training resumes on any
+  machine. A checkpoint holds the network's weights,
   Adam's variables, the noise stream's position, the step and the loss history (which
   replays the plateau stop); crops need no state (tasks.train_data.CropSampler). The
   folder is removed once the model is saved.
@@ -56,6 +59,7 @@ from nst_video.nst_core.size import Size, min_side
 from nst_video.nst_core.weights import WeightsInfo
 from nst_video.nst_core.weights.cache import cache_dir
 from nst_video.tasks import storage
+from nst_video.tasks.staging import default_work_dir, local_work_dir
 from nst_video.tasks.train_data import CropSampler, folder_images, load_training_data
 
 Progress = Callable[[int, FastTerms], None]
@@ -65,10 +69,35 @@ CURVE_POINTS = 200
 CHECKPOINT = "checkpoint.npz"
 
 
-def train_work_dir() -> Path:
-    """Where trainings keep their checkpoints: $NST_WORK_DIR or ~/.cache/nst-video/jobs."""
-    root = os.environ.get("NST_WORK_DIR") or Path.home() / ".cache" / "nst-video" / "jobs"
-    return Path(root)
+@dataclass(frozen=True)
+class CheckpointPlace:
+    """Where a training's checkpoint is written, and its copy on S3 (an s3:// work dir)."""
+
+    local: Path
+    remote: str | None = None
+
+    @classmethod
+    def of(cls, work_dir: str | os.PathLike | None, key: str) -> CheckpointPlace:
+        folder = f"train-{key[:16]}"
+        root = str(work_dir) if work_dir else default_work_dir()
+        local = local_work_dir(root) / folder / CHECKPOINT
+        remote = storage.parse_uri(root).is_s3
+        return cls(local, storage.join_uri(root, folder, CHECKPOINT) if remote else None)
+
+    def pull(self) -> None:
+        """Put the uploaded checkpoint (the newest: every save uploads) in place locally."""
+        if self.remote and storage.exists(self.remote):
+            fetched = storage.fetch(self.remote, self.local.parent / "fetched")
+            os.replace(fetched, self.local)
+
+    def push(self) -> None:
+        if self.remote:
+            storage.publish(self.local, self.remote)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.local.parent, ignore_errors=True)
+        if self.remote:
+            storage.remove_tree(self.remote.rpartition("/")[0])
 
 
 def model_cache_dir() -> Path:
@@ -282,21 +311,20 @@ def train_style(
         crop=settings.crop,
     )
     trainer = build_trainer(styles, settings, weights)
-    folder = Path(work_dir or train_work_dir()) / f"train-{key[:16]}"
-    checkpoint = folder / CHECKPOINT
-    run, resumed_from = _resume(trainer, checkpoint, key)
-    run_steps(
-        trainer,
-        CropSampler(data, settings.crop, settings.batch_size, settings.seed),
-        run,
-        settings,
-        lambda at: save_checkpoint(checkpoint, key, at, trainer.snapshot()),
-        progress,
-    )
+    place = CheckpointPlace.of(work_dir, key)
+    place.pull()
+    run, resumed_from = _resume(trainer, place.local, key)
+
+    def save(at: Run) -> None:
+        save_checkpoint(place.local, key, at, trainer.snapshot())
+        place.push()
+
+    sampler = CropSampler(data, settings.crop, settings.batch_size, settings.seed)
+    run_steps(trainer, sampler, run, settings, save, progress)
     described = {**data.describe(), "identity": data_id}
     card = _card(trainer, settings, style_paths, style_sha256, described, key, run, resumed_from)
-    _save_model(trainer.sync(), card, out, folder)
-    shutil.rmtree(folder, ignore_errors=True)
+    _save_model(trainer.sync(), card, out, place.local.parent)
+    place.remove()
     return card
 
 

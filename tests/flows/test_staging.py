@@ -227,3 +227,13 @@ def test_only_transient_failures_are_retried(tmp_path, s3_endpoint, monkeypatch)
         None,
     ):
         assert not prefect_tasks.is_transient(permanent)
+
+
+def test_nst_work_dir_may_name_an_s3_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("NST_WORK_DIR", "s3://bucket/jobs")
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "cache"))
+    assert staging.work_root(None, str(tmp_path / "out.mp4")) == "s3://bucket/jobs"
+    assert staging.local_work_dir(None) == tmp_path / "cache"  # no "s3:" folder made
+    assert staging.local_work_dir(str(tmp_path / "w")) == tmp_path / "w"
+    monkeypatch.setenv("NST_WORK_DIR", str(tmp_path / "jobs"))
+    assert staging.local_work_dir(None) == tmp_path / "jobs"

@@ -39,10 +39,14 @@ def test_run_shows_progress_loss_curve_and_card(prefect_api_url, basic, assets, 
     assert list((tmp_path / "w").glob("*")) == []  # staging and checkpoints removed
 
 
-def test_s3_styles_videos_and_model(
-    prefect_api_url, s3_endpoint, s3_bucket, basic, assets, tmp_path
+def test_s3_styles_videos_model_and_work_dir(
+    prefect_api_url, s3_endpoint, s3_bucket, basic, assets, tmp_path, monkeypatch, vgg_weights
 ):
     from tests.s3 import admin_client
+
+    monkeypatch.chdir(tmp_path)  # an s3:// work dir must not become a local "s3:" folder
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NST_VGG19_WEIGHTS", str(vgg_weights.path))
 
     s3 = admin_client(s3_endpoint)
     s3.upload_file(str(basic), s3_bucket, "in/clip.mp4")
@@ -52,14 +56,15 @@ def test_s3_styles_videos_and_model(
         [f"s3://{s3_bucket}/styles/scream.jpg"],
         [f"s3://{s3_bucket}/in/clip.mp4"],
         destination,
-        TINY,
-        work_dir=str(tmp_path / "w"),
+        TINY.model_copy(update={"checkpoint_every": 1}),
+        work_dir=f"s3://{s3_bucket}/work",
     )
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]}
-    assert "models/scream.keras" in keys
+    assert keys == {"in/clip.mp4", "styles/scream.jpg", "models/scream.keras"}  # no checkpoint
     assert card["style_sha256"] == [file_sha256(assets / "styles" / "the_scream.jpg")]
     (source,) = card["training"]["data"]["sources"]
     assert source["video"].endswith("clip.mp4") and source["frames"] == 2  # the staged copy
     (identity,) = card["training"]["data"]["identity"]
     assert identity["uri"] == f"s3://{s3_bucket}/in/clip.mp4"  # the original
-    assert list((tmp_path / "w").glob("*")) == []  # downloads and staged model removed
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # downloads, checkpoints
+    assert card["training"]["steps"] == 3

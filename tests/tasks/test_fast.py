@@ -10,7 +10,7 @@ import pytest
 from nst_video.nst_core.errors import InvalidInputError
 from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import make_video_settings
-from nst_video.tasks import fast, video
+from nst_video.tasks import fast, storage, video
 from nst_video.tasks.plan import Chunk
 from nst_video.tasks.staging import Staging
 from nst_video.tasks.stylize import stylize_chunk
@@ -91,3 +91,14 @@ def test_s3_model_is_fetched_once_and_hashed(s3_endpoint, s3_bucket, model, tmp_
     mtime = local.stat().st_mtime_ns
     assert fast.fetch_model(uri, tmp_path / "work") == (local, sha256)
     assert local.stat().st_mtime_ns == mtime  # reused, not downloaded again
+
+
+def test_a_local_model_is_staged_once_by_content_for_a_pools_workers(model, s3_bucket, tmp_path):
+    root = f"s3://{s3_bucket}/out/.nst-staging"
+    staged = fast.model_for_workers(str(model), root)
+    assert staged.startswith(f"{root}/models/") and staged.endswith("-tiny.keras")
+    fetched = storage.fetch(staged, tmp_path / "worker")
+    assert fetched.read_bytes() == model.read_bytes()
+    assert fast.model_for_workers(str(model), root) == staged  # same bytes: same object
+    assert fast.model_for_workers(staged, root) == staged  # on S3 already
+    assert fast.model_for_workers(str(model), str(tmp_path / "w")) == str(model)  # local staging

@@ -3,6 +3,8 @@ and the model cache."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from nst_video.nst_core.fast_model import file_sha256, load_fast_model
 from nst_video.nst_core.precision import resolve_precision
 from nst_video.nst_core.settings import TrainSettings
 from nst_video.tasks.train import CHECKPOINT, Plateau, cached_model, load_checkpoint, train_style
+from tests.s3 import admin_client
 
 TINY = TrainSettings(
     size=48,
@@ -82,6 +85,35 @@ def test_a_crashed_training_resumes_from_its_checkpoint_and_matches(style, basic
         [p[1] for p in whole.training["loss_curve"]],
         rtol=1e-4,
     )
+
+
+def test_a_training_with_an_s3_work_dir_resumes_on_another_machine(
+    style, basic, tmp_path, s3_bucket, monkeypatch, vgg_weights
+):
+    """Machine A crashes after its step-2 checkpoint; machine B (another cache, nothing
+    shared but the bucket) resumes from the uploaded checkpoint and cleans up after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NST_VGG19_WEIGHTS", str(vgg_weights.path))  # the caches move
+    work = f"s3://{s3_bucket}/work"
+    s3 = admin_client(os.environ["AWS_ENDPOINT_URL"])
+
+    def crash_at_step_3(step, _terms):
+        if step == 3:
+            raise Crash
+
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "machine_a"))
+    with pytest.raises(Crash):
+        _train(style, basic, tmp_path / "a.keras", work, progress=crash_at_step_3)
+    (uploaded,) = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert uploaded.startswith("work/train-") and uploaded.endswith(f"/{CHECKPOINT}")
+    assert not (tmp_path / "s3:").exists()  # an s3:// work dir is no local folder
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "machine_b"))
+    out = f"s3://{s3_bucket}/models/b.keras"
+    resumed = _train(style, basic, out, work)
+    assert resumed.training["resumed_from_step"] == 2 and resumed.training["steps"] == 4
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert keys == ["models/b.keras"]  # the checkpoint went with the finished training
+    assert not list((tmp_path / "machine_b").rglob(CHECKPOINT))
 
 
 def test_a_plateau_stops_training_early(style, basic, tmp_path):
