@@ -25,6 +25,7 @@ EXTRA = {
     "temporal_long": "temporal:run_long",
     "fast": "fast",  # needs the shipped model, assets/models/starry_night_fast.keras
     "seams": "seams",
+    "scale_out": "scale_out",  # a real server, moto S3 and process workers
 }
 
 

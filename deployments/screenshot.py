@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from nst_video.deployments.local_server import start_server, stop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -31,12 +30,6 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def api(url: str, path: str, body: dict | None = None) -> object:
     """GET (or POST `body` as JSON) on the Prefect REST API; -> decoded JSON."""
     data = json.dumps(body).encode() if body is not None else None
@@ -45,32 +38,6 @@ def api(url: str, path: str, body: dict | None = None) -> object:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str, dict]:
-    """`prefect server start` with the UI pointed at it; -> (process, UI URL, env for clients)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_API_URL": f"{base}/api",
-        "PREFECT_SERVER_UI_V2_ENABLED": "true",  # the v2 UI renders offline
-    }
-    log = open(home / "server.log", "w")  # noqa: SIM115 (lives as long as the server)
-    proc = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    for _ in range(180):
-        try:
-            api(f"{base}/api", "/health")
-            return proc, base, {**env, "PREFECT_API_URL": f"{base}/api"}
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit(f"server did not start; see {home / 'server.log'}")
 
 
 def run_video(env: dict, work: Path) -> None:
@@ -102,7 +69,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nst-ui-") as tmp:
         root = Path(tmp)
-        proc, base, env = start_server(root)
+        proc, base, env = start_server(root, PREFECT_SERVER_UI_V2_ENABLED="true")
         try:
             run_video(env, root)
             runs = api(f"{base}/api", "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})
@@ -127,8 +94,7 @@ def main() -> int:
                 root / "profile",
             )
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
     return 0
 
 

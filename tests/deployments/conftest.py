@@ -1,79 +1,30 @@
-"""A real Prefect server for the deployment tests: `prefect server start` on a free port,
-SQLite in a temporary PREFECT_HOME, and the `prefect` command against it."""
+"""A real Prefect server for the deployment tests (deployments/local_server.py), and the
+`prefect` command against it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
+from nst_video.deployments.local_server import PREFECT, ServerError, start_server, stop
 from nst_video.deployments.validate import REPO_ROOT
 
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prefect server exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy after {timeout} s: {log.read_text()[-2000:]}")
+__all__ = ["PREFECT", "prefect_cli", "real_server", "stop"]
 
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
     """`prefect server start` on a free port; yields (API URL, env for Prefect commands)."""
     home = tmp_path_factory.mktemp("prefect_home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_API_URL": api,
-        "PREFECT_LOGGING_LEVEL": "INFO",
-    }
-    log = home / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
     try:
-        _wait_healthy(api, proc, log)
-        yield api, {**env, "PREFECT_API_URL": api}
+        proc, _, env = start_server(home, PREFECT_LOGGING_LEVEL="INFO")
+    except ServerError as error:
+        pytest.fail(str(error))
+    try:
+        yield env["PREFECT_API_URL"], env
     finally:
         stop(proc)
-
-
-def stop(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM, then SIGKILL the process group after `grace` seconds: a worker busy with a
-    run may not stop in time, and teardown must not hide the test's own failure."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def prefect_cli(env: dict, *args: str) -> str:
