@@ -6,9 +6,11 @@ runs never show on the flow's server). So:
 - a LocalCluster (`workers=N`) gets the flow's API URL in its workers' environment (Nanny
   `env`): PREFECT_API_URL if set, else the URL of this process's temporary server;
 - a cluster given by `address` runs workers we did not start: they must have
-  PREFECT_API_URL themselves (and see the job's work dir: chunks read the staged source
-  from it, so remote workers need it on a shared filesystem). We warn when this process
-  has no real server to point them at.
+  PREFECT_API_URL themselves, and reach the job's staging (tasks/staging.py): an s3://
+  work dir, or an s3:// output (the job stages beside it), with S3 credentials on the
+  workers, needs no shared filesystem (tests/deployments/test_dask_shared_nothing.py); a
+  local work dir must be on a filesystem they share. We warn when this process has no
+  real server to point them at.
 """
 
 from __future__ import annotations
