@@ -16,8 +16,8 @@ runs never show on the flow's server). So:
 from __future__ import annotations
 
 import logging
-import os
 
+from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 def prefect_api_url() -> str:
     """The API this process talks to: PREFECT_API_URL, or the temporary server it started."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
 
     if url := PREFECT_API_URL.value():
         return url
@@ -49,7 +48,7 @@ def dask_task_runner(address: str | None = None, workers: int | None = None) -> 
     """A task runner on the Dask scheduler at `address`, or on a new LocalCluster of
     `workers` single-threaded processes (one chain per process)."""
     if address:
-        if not os.environ.get("PREFECT_API_URL"):
+        if not PREFECT_API_URL.value():  # the environment, a profile or temporary_settings
             log.warning(
                 "PREFECT_API_URL is not set: the Dask workers at %s need it to report "
                 "their task runs (else each starts its own temporary Prefect server)",
