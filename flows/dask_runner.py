@@ -6,16 +6,18 @@ runs never show on the flow's server). So:
 - a LocalCluster (`workers=N`) gets the flow's API URL in its workers' environment (Nanny
   `env`): PREFECT_API_URL if set, else the URL of this process's temporary server;
 - a cluster given by `address` runs workers we did not start: they must have
-  PREFECT_API_URL themselves (and see the job's work dir: chunks read the staged source
-  from it, so remote workers need it on a shared filesystem). We warn when this process
-  has no real server to point them at.
+  PREFECT_API_URL themselves, and reach the job's staging (tasks/staging.py): an s3://
+  work dir, or an s3:// output (the job stages beside it), with S3 credentials on the
+  workers, needs no shared filesystem (tests/deployments/test_dask_shared_nothing.py); a
+  local work dir must be on a filesystem they share. We warn when this process has no
+  real server to point them at.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
+from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,6 @@ log = logging.getLogger(__name__)
 def prefect_api_url() -> str:
     """The API this process talks to: PREFECT_API_URL, or the temporary server it started."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
 
     if url := PREFECT_API_URL.value():
         return url
@@ -47,7 +48,7 @@ def dask_task_runner(address: str | None = None, workers: int | None = None) -> 
     """A task runner on the Dask scheduler at `address`, or on a new LocalCluster of
     `workers` single-threaded processes (one chain per process)."""
     if address:
-        if not os.environ.get("PREFECT_API_URL"):
+        if not PREFECT_API_URL.value():  # the environment, a profile or temporary_settings
             log.warning(
                 "PREFECT_API_URL is not set: the Dask workers at %s need it to report "
                 "their task runs (else each starts its own temporary Prefect server)",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 import distributed
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from nst_video.flows.dask_runner import ApiUrlDaskTaskRunner, dask_task_runner
 from nst_video.flows.stylize_video import run_stylize_video
@@ -24,6 +26,19 @@ def test_local_cluster_workers_get_the_flows_api_url(prefect_api_url):
     with runner:  # the cluster itself starts on the first submit; env is set on enter
         assert runner.cluster_kwargs["env"]["PREFECT_API_URL"] == prefect_api_url
     assert runner.duplicate().cluster_kwargs["n_workers"] == 2
+
+
+def test_an_address_without_an_api_url_warns(caplog):
+    """The URL counts wherever Prefect's settings have it (here temporary_settings, not the
+    environment); only without one are the cluster's workers left to their own servers."""
+    address = "tcp://127.0.0.1:1"  # nothing is started: the runner connects on enter
+    with caplog.at_level(logging.WARNING, logger="nst_video.flows.dask_runner"):
+        with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:1/api"}):
+            dask_task_runner(address=address)
+        assert not caplog.records
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            dask_task_runner(address=address)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["PREFECT_API_URL is not set"]
 
 
 def test_chunks_run_in_two_dask_worker_processes(prefect_api_url, basic, assets, tmp_path):
