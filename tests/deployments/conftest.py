@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from nst_video.deployments.local_server import PREFECT, ServerError, start_server, stop
+from nst_video.deployments.local_server import PREFECT, ServerError, free_port, start_server, stop
 from nst_video.deployments.validate import REPO_ROOT
 
-__all__ = ["PREFECT", "prefect_cli", "real_server", "stop"]
+__all__ = ["PREFECT", "free_port", "job_files", "prefect_cli", "real_server", "stop"]
 
 
 @pytest.fixture(scope="module")
@@ -33,3 +34,9 @@ def prefect_cli(env: dict, *args: str) -> str:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
+
+
+def job_files(folder: Path) -> list[Path]:
+    """Videos, keyframes, segments, markers and temporary staging files under `folder`."""
+    names = ("chunk_", "keyframe_", "nst-made-")
+    return [p for p in folder.rglob("*") if p.suffix == ".mp4" or any(n in p.name for n in names)]

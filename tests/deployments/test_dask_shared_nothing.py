@@ -35,7 +35,7 @@ from nst_video.flows.dask_runner import dask_task_runner
 from nst_video.flows.stylize_video import run_stylize_video
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import staging, video
-from tests.deployments.conftest import free_port, stop
+from tests.deployments.conftest import free_port, job_files, stop
 from tests.s3 import admin_client
 
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -89,12 +89,6 @@ def cluster(cluster_env, tmp_path) -> Iterator[str]:
     finally:
         for proc in reversed(procs):  # workers first
             stop(proc)
-
-
-def _job_files(folder: Path) -> list[Path]:
-    """Videos, keyframes, segments, markers and temporary files under `folder`."""
-    names = ("chunk_", "keyframe_", "nst-made-")
-    return [p for p in folder.rglob("*") if p.suffix == ".mp4" or any(n in p.name for n in names)]
 
 
 def test_chunks_run_on_two_dask_cli_workers_sharing_nothing(
@@ -151,7 +145,7 @@ def _assert_no_staging(s3: BaseClient, bucket: str, root: Path, job: str) -> Non
     assert not (root / "flow-cache" / job).exists()
     for name in WORKERS:
         cache = root / name / ".cache" / "nst-video" / "staged" / job
-        left = _job_files(root / name)
+        left = job_files(root / name)
         assert left, f"{name} fetched nothing"  # its chunks read the source from its cache
         assert not [p for p in left if "chunk_" in p.name or "nst-made-" in p.name], left
         assert all(p.parent.parent == cache for p in left), left  # <job>/<hash>/<name>

@@ -28,11 +28,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from nst_video.deployments.validate import PREFECT_YAML, REPO_ROOT
 from nst_video.tasks import video
-from tests.deployments.conftest import PREFECT, prefect_cli, stop
+from tests.deployments.conftest import PREFECT, job_files, prefect_cli, stop
 from tests.s3 import admin_client
 
 NST = str(Path(sys.executable).with_name("nst"))
-CLIPS = ("a.mp4", "b.mp4", "c.mp4")
+CLIPS = ("a.mp4", "b.mp4", "c.mp4", "d.mp4")
+LOCAL_ONLY = ("NST_WORK_DIR", "NST_CACHE_DIR", "TMPDIR")
 WAIT_SECONDS = 300  # for a worker to take a run: a condition, not a measured time
 
 
@@ -56,7 +57,13 @@ def _start_worker(name: str, env: dict, root: Path) -> subprocess.Popen:
     """`prefect worker start` in its own home and working directory, logging to root/NAME.log."""
     home = root / name
     (home / "prefect").mkdir(parents=True)
-    own = {**env, "HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    (home / "tmp").mkdir()
+    own = {
+        **env,
+        "HOME": str(home),
+        "PREFECT_HOME": str(home / "prefect"),
+        "TMPDIR": str(home / "tmp"),
+    }
     with open(root / f"{name}.log", "w") as log:
         return subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", "gpu", "--limit", "1", "--name", name],
@@ -70,7 +77,7 @@ def pool_env(real_server, s3_endpoint, vgg_weights) -> dict:
     _, env = real_server
     passed = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "PYTHONPATH"}
     return {
-        **{k: v for k, v in env.items() if k != "NST_WORK_DIR"},  # each worker its own
+        **{k: v for k, v in env.items() if k not in LOCAL_ONLY},  # each worker its own
         **passed,
         "NST_REPO": str(REPO_ROOT),
         "NST_VGG19_WEIGHTS": str(vgg_weights.path),
@@ -130,7 +137,7 @@ def test_a_batch_fans_out_over_two_workers(
     assert batch.returncode == 1, f"{err[-3000:]}\n{logs}"  # the broken clip fails the batch
     summary = json.loads(out)
     status = {Path(row["video"]).name: row["status"] for row in summary["videos"]}
-    assert status == {"a.mp4": "done", "b.mp4": "done", "c.mp4": "done", "broken.mp4": "failed"}
+    assert status == {name: "done" for name in CLIPS} | {"broken.mp4": "failed"}
     (broken,) = [row for row in summary["videos"] if row["status"] == "failed"]
     assert broken["error"].startswith("Failed: "), broken
     assert "broken.mp4" in summary["error"]
@@ -140,7 +147,7 @@ def test_a_batch_fans_out_over_two_workers(
         assert video.probe(local).frame_count == 12
         s3.head_object(Bucket=s3_bucket, Key=f"out/{name}.json")
     # every video is its own run of the deployment, a child of the batch run
-    assert len(children) == 4
+    assert len(children) == len(CLIPS) + 1
     assert parents == {batch_run.id}
     assert {run.labels.get("prefect.worker.name") for run in children} == {"W1", "W2"}
     assert batch_run.state.is_failed()
@@ -152,12 +159,21 @@ def test_a_batch_fans_out_over_two_workers(
     # a rerun without --json: finished videos are skipped (their manifests unchanged), the
     # broken one fails again; the run carries the tag by which the CLI follows it
     assert rerun.returncode == 1, rerun.stderr[-2000:]
-    assert "3 skipped, 1 failed" in rerun.stdout
+    assert f"{len(CLIPS)} skipped, 1 failed" in rerun.stdout
     assert any(tag.startswith("nst-follow-") for tag in rerun_run.tags), rerun_run.tags
-    assert children_after_rerun == 8
+    assert children_after_rerun == 2 * len(children)
     # a deployment that is not on the server: one line, before any video
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == (
         "nst: error: deployment 'stylize-video/missing' not found on the Prefect server: "
         "deploy deployments/prefect.yaml first (docs/deployment.md)"
     )
+    # nothing staged is left in the bucket or on the workers, each the flow machine of its
+    # videos (what stays of the failed job is its fetched input, for `nst jobs` to list)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    outputs = {f"out/{name}{suffix}" for name in CLIPS for suffix in ("", ".json")}
+    assert keys == {f"in/{name}" for name in (*CLIPS, "broken.mp4")} | outputs | {
+        "styles/starry.jpg"
+    }
+    left = [p for name in workers for p in job_files(tmp_path / name)]
+    assert all(p.name.endswith("-broken.mp4") for p in left), left
