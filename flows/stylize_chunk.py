@@ -113,10 +113,9 @@ def chunks_on_pool(
 
 def _result(chunk: Chunk, staging: Staging, processing: Size, run: FlowRun) -> ChunkResult:
     """The ChunkResult an ended run left in staging (its marker)."""
-    done = finished_chunk(segment_uri(staging, chunk), processing)
-    if run.state.is_completed() and done:
-        return dataclasses.replace(done, resumed=False)  # made by the run, not found made
     completed = run.state.is_completed()
+    if completed and (done := finished_chunk(segment_uri(staging, chunk), processing)):
+        return dataclasses.replace(done, resumed=False)  # made by the run, not found made
     reason = "no completion marker in staging" if completed else run.state.message
     message = f"{chunk.name}: flow run {run.name} ended {run.state.name}: {reason or 'no message'}"
     raise ChunkRunError(one_line(message, limit=300))
