@@ -172,7 +172,9 @@ def check_job_variables(name: str, work_pool: dict | None) -> dict:
 def _placeholder(parameter) -> Any:
     """A value of the right type for a parameter given only at run time (source, ...)."""
     text = str(parameter.annotation)
-    return ["placeholder"] if "list" in text else "placeholder"
+    if "list" in text:
+        return ["placeholder"]
+    return 1 if text in ("int", "<class 'int'>") else "placeholder"
 
 
 def load_deployments(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:

@@ -17,7 +17,7 @@ Decisions (see docs/deployment.md):
 - Fan-out: `fan_out="threads"` runs the videos as above, in the batch's process;
   `fan_out="pool"` submits each video as a run of the `deployment` (the on-demand video
   deployment of deployments/prefect.yaml) so that every worker of its pool can take videos
-  (flows/fan_out.py). Rows, failures and the summary are the same in both.
+  (flows/batch_pool.py). Rows, failures and the summary are the same in both.
 - Done already: the subflow returns `skipped=True` when the output and manifest of the same
   job (same inputs, settings and plan) exist; the batch reports that as "skipped".
 """
@@ -36,7 +36,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from nst_video.flows.batch_options import VIDEO_DEPLOYMENT, FanOut
-from nst_video.flows.fan_out import run_on_pool
+from nst_video.flows.batch_pool import run_on_pool
 from nst_video.flows.stylize_video import Mode, stylize_video
 from nst_video.nst_core.errors import InvalidInputError, NSTError, one_line
 from nst_video.nst_core.files import check_writable

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -18,7 +19,11 @@ from prefect.artifacts import (
 )
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import Field
 
+from nst_video.flows.batch_options import CHUNK_DEPLOYMENT, FanOut
+from nst_video.flows.fan_out import check_deployment
+from nst_video.flows.stylize_chunk import chunks_on_pool
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.settings import TrainSettings, VideoSettings
 from nst_video.tasks import fast, prefect_tasks, storage
@@ -93,6 +98,9 @@ def stylize_video(
     model: str | None = None,
     training: TrainSettings | None = None,
     motion_fidelity_samples: MotionFidelitySamples = 0,
+    fan_out: FanOut = "threads",
+    chunk_deployment: str = CHUNK_DEPLOYMENT,
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 2,
 ) -> dict:
     """Stylize `source` (path or s3:// URI) with `styles` into `destination` (path or s3://).
 
@@ -112,6 +120,11 @@ def stylize_video(
     Every run measures the output's quality (tasks/quality.py) into the manifest's "quality";
     `motion_fidelity_samples` > 0 adds motion fidelity on that many frame pairs (cold starts;
     optimization mode only).
+
+    `fan_out="pool"` runs each chunk as a run of `chunk_deployment` (flows/stylize_chunk.py)
+    on its work pool's workers, `concurrency` at once, after the keyframes are made here;
+    the job must stage on S3 (an s3:// `work_dir` or `destination`) and be in optimization
+    mode.
     """
     logger = get_run_logger()
     started = time.perf_counter()
@@ -127,6 +140,8 @@ def stylize_video(
     }
     root = work_root(work_dir, destination)
     local_root = local_work_dir(root)
+    if fan_out == "pool":
+        _check_pool(root, is_fast, chunk_deployment)
     if is_fast:
         if model is None:
             logger.info("fast mode without a model: the cached one, trained first if missing")
@@ -171,8 +186,10 @@ def stylize_video(
     keyframes: dict[int, KeyframeResult] = {}
     if is_fast:
         staged_model = prefect_tasks.stage_input(model, staging)
-        futures = _submit_fast_chunks(
-            chunks, staging, staged_source, staged_model, staged_styles, settings, **common
+        ended = _finished(
+            _submit_fast_chunks(
+                chunks, staging, staged_source, staged_model, staged_styles, settings, **common
+            )
         )
     else:
         keyframes = _stylize_keyframes(
@@ -185,20 +202,36 @@ def stylize_video(
             processing=sizing.processing,
             batch=batch_chunks,
         )
-        futures = _submit_chunks(
-            chunks,
-            staging,
-            staged_source,
-            staged_styles,
-            settings,
-            cuts=cuts,
-            batch=batch_chunks,
-            keyframes=keyframes,
-            **common,
-        )
+        chains = [(chunk, _chain_keyframes(chunk, keyframes)) for chunk in chunks]
+        if fan_out == "pool":
+            ended = chunks_on_pool(
+                chains,
+                staging,
+                staged_source,
+                staged_styles,
+                settings,
+                cuts=cuts,
+                crf=common["crf"],
+                processing=sizing.processing,
+                output_size=common["output_size"],
+                deployment=chunk_deployment,
+                concurrency=concurrency,
+            )
+        else:
+            ended = _finished(
+                _submit_chunks(
+                    chains,
+                    staging,
+                    staged_source,
+                    staged_styles,
+                    settings,
+                    cuts=cuts,
+                    batch=batch_chunks,
+                    **common,
+                )
+            )
     results: list[ChunkResult] = []
-    for future in as_completed(futures):
-        result = future.result()  # a failed chunk raises here and fails the flow
+    for result in ended:
         results.append(result)
         update_progress_artifact(progress, 100.0 * len(results) / len(chunks))
         logger.info(
@@ -286,29 +319,33 @@ def _stylize_keyframes(
     return {result.index: result for result in (future.result() for future in futures)}
 
 
+def _chain_keyframes(chunk: Chunk, keyframes: dict[int, KeyframeResult]) -> list[str]:
+    """The keyframes a chunk's chain starts from: chunks depend on keyframes only, not on
+    each other (warm-up frames are decoded from the source), so all can run at once."""
+    return [keyframes[i].path for i in chunk_shots(chunk, list(keyframes))]
+
+
 def _submit_chunks(
-    chunks: list[Chunk],
+    chains: list[tuple[Chunk, list[str]]],
     staging: Staging,
     source: str,
     styles: list[str],
     settings: VideoSettings,
-    *,
-    keyframes: dict[int, KeyframeResult],
     **params,
 ) -> list:
-    """One optimization stylize-chunk task per chunk, its chain started from keyframes."""
+    """One optimization stylize-chunk task per (chunk, its keyframes)."""
     return [
         prefect_tasks.stylize_chunk.submit(
-            source,
-            styles,
-            settings,
-            chunk,
-            staging,
-            keyframes=[keyframes[i].path for i in chunk_shots(chunk, list(keyframes))],
-            **params,
+            source, styles, settings, chunk, staging, keyframes=keyframes, **params
         )
-        for chunk in chunks
+        for chunk, keyframes in chains
     ]
+
+
+def _finished(futures: list) -> Iterator[ChunkResult]:
+    """The chunk tasks' results as they end; a failed chunk raises and fails the flow."""
+    for future in as_completed(futures):
+        yield future.result()
 
 
 def _submit_fast_chunks(
@@ -327,6 +364,18 @@ def _submit_fast_chunks(
         )
         for chunk in chunks
     ]
+
+
+def _check_pool(root: str, is_fast: bool, deployment: str) -> None:
+    """Chunks on a pool: optimization mode, a staging every worker reads, the deployment."""
+    if is_fast:
+        raise InvalidSettingsError("--fan-out pool runs optimization chunks, not --mode fast")
+    if not storage.parse_uri(root).is_s3:
+        raise InvalidSettingsError(
+            f"--fan-out pool needs the job's staging on S3 (the pool's workers cannot read "
+            f"the local {root}): give an s3:// --work-dir or an s3:// output"
+        )
+    check_deployment(deployment)
 
 
 def _check_mode(mode: str, model: str | None) -> bool:

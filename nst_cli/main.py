@@ -23,7 +23,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # A temporary Prefect server would otherwise try to send telemetry and log its failure.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from nst_video.flows.batch_options import VIDEO_DEPLOYMENT  # noqa: E402
+from nst_video.flows.batch_options import CHUNK_DEPLOYMENT, VIDEO_DEPLOYMENT  # noqa: E402
 from nst_video.nst_cli import options, train  # noqa: E402
 from nst_video.nst_cli.progress import progress_bar  # noqa: E402
 from nst_video.nst_core.settings import StyleSettings, VideoSettings  # noqa: E402  (pydantic only)
@@ -205,22 +205,33 @@ def video(
     dask_workers: options.DaskWorkers = None,
     mode: options.Mode = "optimize",
     model: options.Model = None,
+    fan_out: options.ChunkFanOut = "threads",
+    chunk_deployment: options.ChunkDeployment = CHUNK_DEPLOYMENT,
+    concurrency: options.ChunkConcurrency = 2,
 ) -> None:
     """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio.
 
-    --mode fast runs a trained network (--model) on every frame instead.
+    --mode fast runs a trained network (--model) on every frame instead. --fan-out pool
+    runs each chunk on the work pool's workers and shows the progress from the server.
     """
     is_fast = options.check_mode(mode, model, ctx)
     options.check_batching(batch_chunks, workers, keras_backend())
     options.check_destination(output)
     options.check_local_inputs(source, styles, start, duration, chunking["max_frames"])
+    task_runner = options.dask_runner(dask_address, dask_workers, fan_out)
+    pool = fan_out == "pool"
+    if pool:
+        options.check_pool_server()
     _prepare_run(vgg_weights)
     if is_fast:
         _check_fast_video(model, styles, settings.precision)
         chunking = {**chunking, "mode": mode, "model": model}
     from nst_video.flows.stylize_video import run_stylize_video
 
-    with progress_bar("stylizing", 0, enabled=not as_json, unit="frames") as bar:
+    with (
+        _followed("stylize-video", enabled=pool and not as_json),
+        progress_bar("stylizing", 0, enabled=not (as_json or pool), unit="frames") as bar,
+    ):
         manifest = run_stylize_video(
             source,
             styles,
@@ -232,7 +243,10 @@ def video(
             workers=workers,
             batch_chunks=workers if batch_chunks else 1,
             listener=bar,
-            task_runner=options.dask_runner(dask_address, dask_workers),
+            task_runner=task_runner,
+            fan_out=fan_out,
+            chunk_deployment=chunk_deployment,
+            concurrency=concurrency,
         )
     if as_json:
         typer.echo(json.dumps(_video_report(manifest)))

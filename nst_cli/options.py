@@ -14,7 +14,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from nst_video.flows.batch_options import FanOut as BatchFanOut
+from nst_video.flows.batch_options import FanOut as FanOutChoice
 from nst_video.nst_core.errors import InvalidSettingsError
 from nst_video.nst_core.files import check_writable
 from nst_video.nst_core.settings import VideoSettings
@@ -248,7 +248,7 @@ Glob = Annotated[
 ]
 Concurrency = Annotated[int, typer.Option(min=1, max=64, help="Videos stylized at once.")]
 FanOut = Annotated[
-    BatchFanOut,
+    FanOutChoice,
     typer.Option(
         help="threads: every video in this process; pool: each video a run of --deployment on "
         "its work pool's workers (needs PREFECT_API_URL).",
@@ -256,6 +256,21 @@ FanOut = Annotated[
 ]
 Deployment = Annotated[
     str, typer.Option(help="--fan-out pool: the video deployment each video is a run of.")
+]
+ChunkFanOut = Annotated[
+    FanOutChoice,
+    typer.Option(
+        "--fan-out",
+        help="threads: every chunk in this process; pool: each chunk a run of "
+        "--chunk-deployment on its work pool's workers (needs PREFECT_API_URL and staging "
+        "on S3: an s3:// --work-dir or output).",
+    ),
+]
+ChunkDeployment = Annotated[
+    str, typer.Option(help="--fan-out pool: the chunk deployment each chunk is a run of.")
+]
+ChunkConcurrency = Annotated[
+    int, typer.Option(min=1, max=64, help="--fan-out pool: chunks stylized at once.")
 ]
 DaskAddress = Annotated[
     str | None, typer.Option(help="Run chunks on the Dask scheduler at this address (tcp://...).")
@@ -277,10 +292,12 @@ def check_pool_server() -> None:
         )
 
 
-def dask_runner(address: str | None, workers: int | None):
+def dask_runner(address: str | None, workers: int | None, fan_out: str = "threads"):
     """The Dask task runner asked for by --dask-address / --dask-workers, or None."""
     if address and workers:
         raise InvalidSettingsError("give --dask-address or --dask-workers, not both")
+    if fan_out == "pool" and (address or workers):
+        raise InvalidSettingsError("give --fan-out pool or a Dask cluster for the chunks, not both")
     if not (address or workers):
         return None
     from nst_video.flows.dask_runner import dask_task_runner

@@ -173,3 +173,13 @@ def test_help_does_not_import_tensorflow():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_video_takes_a_pool_or_a_dask_cluster_for_its_chunks_not_both(
+    basic, assets, tmp_path, capsys
+):
+    style = str(assets / "styles" / "starry_night.jpg")
+    args = ["video", str(basic), style, "-o", str(tmp_path / "o.mp4"), "--fan-out", "pool"]
+    assert main([*args, "--dask-workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "nst: error: give --fan-out pool or a Dask cluster for the chunks, not both\n"

@@ -36,9 +36,9 @@ BATCH = {
 
 def test_the_shipped_prefect_yaml_is_valid():
     specs = {spec.name: spec for spec in load_deployments(PREFECT_YAML)}
-    assert set(specs) == {"nightly-batch", "on-demand"}
+    assert set(specs) == {"nightly-batch", "on-demand", "chunk"}
     assert specs["nightly-batch"].schedules[0][0].cron == "0 2 * * *"
-    assert specs["on-demand"].schedules == []
+    assert specs["on-demand"].schedules == specs["chunk"].schedules == []
 
 
 @pytest.mark.parametrize(

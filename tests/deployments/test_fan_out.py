@@ -14,75 +14,28 @@ one run at a time, and the batch keeps two in flight (`--concurrency 2`).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from nst_video.deployments.validate import PREFECT_YAML, REPO_ROOT
+from nst_video.deployments.validate import PREFECT_YAML
 from nst_video.tasks import video
-from tests.deployments.conftest import PREFECT, job_files, prefect_cli, stop
+from tests.deployments.conftest import (
+    flow_runs,
+    job_files,
+    prefect_cli,
+    start_worker,
+    stop,
+    wait_for_worker,
+)
 from tests.s3 import admin_client
 
 NST = str(Path(sys.executable).with_name("nst"))
 CLIPS = ("a.mp4", "b.mp4", "c.mp4", "d.mp4")
-LOCAL_ONLY = ("NST_WORK_DIR", "NST_CACHE_DIR", "TMPDIR")
-WAIT_SECONDS = 300  # for a worker to take a run: a condition, not a measured time
-
-
-def _runs(client: SyncPrefectClient, flow_name: str) -> list:
-    return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
-
-
-def _wait_for_worker(client: SyncPrefectClient, name: str, batch: subprocess.Popen) -> None:
-    """Until some video run carries the label of worker `name` (fails if the batch ended)."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline and batch.poll() is None:
-        runs = _runs(client, "stylize-video")
-        if any(run.labels.get("prefect.worker.name") == name for run in runs):
-            return
-        time.sleep(0.2)
-    ended = "" if batch.poll() is None else batch.communicate()[1][-3000:]
-    pytest.fail(f"no video run taken by worker {name}; batch: {batch.poll()} {ended}")
-
-
-def _start_worker(name: str, env: dict, root: Path) -> subprocess.Popen:
-    """`prefect worker start` in its own home and working directory, logging to root/NAME.log."""
-    home = root / name
-    (home / "prefect").mkdir(parents=True)
-    (home / "tmp").mkdir()
-    own = {
-        **env,
-        "HOME": str(home),
-        "PREFECT_HOME": str(home / "prefect"),
-        "TMPDIR": str(home / "tmp"),
-    }
-    with open(root / f"{name}.log", "w") as log:
-        return subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", "gpu", "--limit", "1", "--name", name],
-            env=own, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
-@pytest.fixture
-def pool_env(real_server, s3_endpoint, vgg_weights) -> dict:
-    """The environment of workers and CLI: the test server, moto's S3, the weights file."""
-    _, env = real_server
-    passed = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "PYTHONPATH"}
-    return {
-        **{k: v for k, v in env.items() if k not in LOCAL_ONLY},  # each worker its own
-        **passed,
-        "NST_REPO": str(REPO_ROOT),
-        "NST_VGG19_WEIGHTS": str(vgg_weights.path),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-    }
 
 
 def test_a_batch_fans_out_over_two_workers(
@@ -101,7 +54,7 @@ def test_a_batch_fans_out_over_two_workers(
         "--size", "48", "--first-iterations", "6", "--iterations", "2", "--tolerance", "0",
         "--chunk-frames", "12", "--json",
     ]  # fmt: skip
-    workers = {"W1": _start_worker("W1", pool_env, tmp_path)}
+    workers = {"W1": start_worker("W1", pool_env, tmp_path)}
     api = pool_env["PREFECT_API_URL"]
     try:
         with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
@@ -109,17 +62,17 @@ def test_a_batch_fans_out_over_two_workers(
                 command, env=pool_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True,
             )  # fmt: skip
-            _wait_for_worker(client, "W1", batch)
+            wait_for_worker(client, "stylize-video", "W1", batch)
             workers["W1"].send_signal(signal.SIGSTOP)
-            workers["W2"] = _start_worker("W2", pool_env, tmp_path)
-            _wait_for_worker(client, "W2", batch)
+            workers["W2"] = start_worker("W2", pool_env, tmp_path)
+            wait_for_worker(client, "stylize-video", "W2", batch)
             workers["W1"].send_signal(signal.SIGCONT)
             out, err = batch.communicate(timeout=900)
-            (batch_run,) = _runs(client, "stylize-batch")
-            children = _runs(client, "stylize-video")
+            (batch_run,) = flow_runs(client, "stylize-batch")
+            children = flow_runs(client, "stylize-video")
             parents = {client.read_task_run(run.parent_task_run_id).flow_run_id for run in children}
             rerun = subprocess.run(command[:-1], env=pool_env, capture_output=True, text=True)
-            (rerun_run,) = [r for r in _runs(client, "stylize-batch") if r.id != batch_run.id]
+            (rerun_run,) = [r for r in flow_runs(client, "stylize-batch") if r.id != batch_run.id]
             missing = subprocess.run(
                 [*command, "--deployment", "stylize-video/missing"], env=pool_env,
                 capture_output=True, text=True,
@@ -128,7 +81,7 @@ def test_a_batch_fans_out_over_two_workers(
                 [NST, "follow", str(batch_run.id), "--json"], env=pool_env, capture_output=True,
                 text=True,
             )  # fmt: skip
-            children_after_rerun = len(_runs(client, "stylize-video"))
+            children_after_rerun = len(flow_runs(client, "stylize-video"))
     finally:
         for worker in workers.values():
             worker.send_signal(signal.SIGCONT)

@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from nst_video.flows.stylize_video import stylize_video
-from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.errors import InvalidInputError, InvalidSettingsError
 from nst_video.nst_core.settings import make_video_settings
 from nst_video.tasks import stylize as stylize_module
 from nst_video.tasks import video
@@ -252,4 +252,20 @@ def test_missing_s3_input_fails_with_one_clear_error(prefect_api_url, s3_bucket,
     with pytest.raises(InvalidInputError) as caught:
         state.result()
     assert "nope.mp4" in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({}, r"needs the job's staging on S3 \(the pool's workers cannot read the local .*\): "
+         r"give an s3:// --work-dir or an s3:// output"),
+        ({"mode": "fast", "model": "m.keras"}, "runs optimization chunks, not --mode fast"),
+    ],
+)  # fmt: skip
+def test_chunks_on_a_pool_need_s3_staging_and_optimization(
+    prefect_api_url, basic, style, tmp_path, params, reason
+):
+    with pytest.raises(InvalidSettingsError, match=f"^--fan-out pool {reason}$"):
+        _run(basic, style, tmp_path / "o.mp4", tmp_path, fan_out="pool", **params)
     assert not (tmp_path / "o.mp4").exists()
