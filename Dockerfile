@@ -14,7 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     KERAS_BACKEND=${KERAS_BACKEND} \
-    NST_REPO=/opt/nst-video
+    NST_REPO=/opt/nst-video \
+    PREFECT_WORKER_QUERY_SECONDS=2
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin nst
 WORKDIR /opt/nst-video
