@@ -212,7 +212,8 @@ def video(
     """Stylize a video through the Prefect flow: chunks, warm-started chains, same audio.
 
     --mode fast runs a trained network (--model) on every frame instead. --fan-out pool
-    runs each chunk on the work pool's workers and shows the progress from the server.
+    runs each chunk on the work pool's workers; with it or a Dask cluster the bar shows the
+    run's progress as the server has it (chunks done).
     """
     is_fast = options.check_mode(mode, model, ctx)
     options.check_batching(batch_chunks, workers, keras_backend())
@@ -228,9 +229,11 @@ def video(
         chunking = {**chunking, "mode": mode, "model": model}
     from nst_video.flows.stylize_video import run_stylize_video
 
+    # chunks in other processes (a pool's workers, a Dask cluster) report to the server only
+    elsewhere = pool or task_runner is not None
     with (
-        _followed("stylize-video", enabled=pool and not as_json),
-        progress_bar("stylizing", 0, enabled=not (as_json or pool), unit="frames") as bar,
+        _followed("stylize-video", enabled=elsewhere and not as_json),
+        progress_bar("stylizing", 0, enabled=not (as_json or elsewhere), unit="frames") as bar,
     ):
         manifest = run_stylize_video(
             source,
