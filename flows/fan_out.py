@@ -5,7 +5,7 @@ Orchestration only. The parent submits at most `concurrency` child runs (`run_de
 the API and hands each one back as it ends. A child's return value stays on its worker, so
 callers read results from what the child wrote (a manifest, a chunk's marker). The
 parent's progress artifact is the mean progress of its children: 100 for an ended one, a
-running one's own progress artifact, 0 otherwise.
+running one's progress (tasks.progress.flow_progress), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from uuid import UUID
 from prefect import get_run_logger
 from prefect.artifacts import update_progress_artifact
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    ArtifactFilterType,
-    FlowRunFilter,
-    FlowRunFilterId,
-)
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run as this_run
 
 from nst_video.nst_core.errors import InvalidInputError
+from nst_video.tasks.progress import flow_progress
 
 POLL_SECONDS = 2.0  # between two reads of the children's states
 
@@ -51,17 +46,20 @@ def run_children(
     children: list[tuple[str, dict]],
     concurrency: int,
     progress: UUID | None = None,
+    out_of: int | None = None,
 ) -> Iterator[tuple[str, FlowRun]]:
     """A run of `deployment` per (key, parameters), `concurrency` in flight; yields (key, run)
     as each run ends, in a final state of any kind.
 
     The key names the run in the log and makes its idempotency key (this run's id: key), so
     a retried parent run gets its existing children back. `progress`, the id of a progress
-    artifact of the parent, is kept up to date.
+    artifact of the parent, is kept at the mean progress of the children, counted as part
+    of `out_of` items (default: the children) whose others are done already.
     """
     waiting = list(children)
     running: dict[UUID, str] = {}
-    ended, shown = 0, 0.0
+    total = out_of or len(children)
+    ended, shown = total - len(children), 0.0
     with get_client(sync_client=True) as client:
         while waiting or running:
             while waiting and len(running) < concurrency:
@@ -74,9 +72,9 @@ def run_children(
                     yield running.pop(run.id), run
             if progress is None:
                 continue
-            done = 100.0 * ended + sum(_progress_of(client, list(running)).values())
-            if done / len(children) != shown:
-                shown = done / len(children)
+            done = 100.0 * ended + sum(flow_progress(client, running).values())
+            if done / total != shown:
+                shown = done / total
                 update_progress_artifact(progress, shown)
 
 
@@ -95,16 +93,3 @@ def _submit(key: str, parameters: dict, deployment: str) -> UUID:
 
 def _read_runs(client: SyncPrefectClient, ids: list[UUID]) -> list[FlowRun]:
     return client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-
-
-def _progress_of(client: SyncPrefectClient, ids: list[UUID]) -> dict[UUID, float]:
-    """Each run's progress artifact (percent), for the runs that have one."""
-    if not ids:
-        return {}
-    artifacts = client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            type=ArtifactFilterType(any_=["progress"]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=ids),
-        )
-    )
-    return {a.flow_run_id: float(a.data) for a in artifacts if a.flow_run_id and a.data}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from uuid import UUID
 
 from prefect import flow
 from prefect.client.schemas.objects import FlowRun
@@ -80,10 +81,12 @@ def chunks_on_pool(
     output_size: Size | None,
     deployment: str,
     concurrency: int,
+    progress: UUID | None = None,
 ) -> Iterator[ChunkResult]:
     """Each (chunk, its keyframes' URIs) as a run of `deployment`, `concurrency` in flight;
     yields the ChunkResults as the runs end. Chunks marked complete already come first,
-    resumed, without a run.
+    resumed, without a run. `progress` (the video run's progress artifact) follows the
+    chunks' runs.
 
     A run that fails, or leaves no marker, raises ChunkRunError; the runs in flight go on
     (what they stage is resumed by a rerun).
@@ -107,7 +110,8 @@ def chunks_on_pool(
         fields = {"index": chunk.index, "start": chunk.start, "count": chunk.count}
         fields |= {"warmup": chunk.warmup, "keyframes": keyframes}
         children.append((chunk.name, common | fields))
-    for name, run in run_children(deployment, children, concurrency):
+    runs = run_children(deployment, children, concurrency, progress, out_of=len(chains))
+    for name, run in runs:
         yield _result(by_name[name], staging, processing, run)
 
 

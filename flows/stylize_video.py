@@ -5,10 +5,12 @@ audio -> publish -> manifest. Orchestration only: no tensors here.
 from __future__ import annotations
 
 import json
+import queue
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -17,7 +19,8 @@ from prefect.artifacts import (
     create_progress_artifact,
     update_progress_artifact,
 )
-from prefect.futures import as_completed
+from prefect.client.orchestration import get_client
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -44,6 +47,7 @@ from nst_video.tasks.plan import (
     job_id,
     plan_chunks,
 )
+from nst_video.tasks.progress import task_progress
 from nst_video.tasks.quality import MotionFidelitySamples
 from nst_video.tasks.report import preview_markdown, summary_markdown
 from nst_video.tasks.staging import Staging, local_work_dir, work_root
@@ -51,6 +55,7 @@ from nst_video.tasks.stylize import LISTENERS, ChunkResult, FrameListener, notif
 from nst_video.tasks.video import read_frames
 
 MANIFEST_SUFFIX = ".json"
+PROGRESS_POLL_SECONDS = 2.0  # between two reads of the running chunks' progress
 Mode = Literal["optimize", "fast"]
 
 
@@ -189,7 +194,8 @@ def stylize_video(
         ended = _finished(
             _submit_fast_chunks(
                 chunks, staging, staged_source, staged_model, staged_styles, settings, **common
-            )
+            ),
+            progress,
         )
     else:
         keyframes = _stylize_keyframes(
@@ -216,6 +222,7 @@ def stylize_video(
                 output_size=common["output_size"],
                 deployment=chunk_deployment,
                 concurrency=concurrency,
+                progress=progress,
             )
         else:
             ended = _finished(
@@ -228,12 +235,12 @@ def stylize_video(
                     cuts=cuts,
                     batch=batch_chunks,
                     **common,
-                )
+                ),
+                progress,
             )
     results: list[ChunkResult] = []
     for result in ended:
         results.append(result)
-        update_progress_artifact(progress, 100.0 * len(results) / len(chunks))
         logger.info(
             "%s chunk %d: %d frames, %.1f s",
             "resumed" if result.resumed else "stylized",
@@ -342,10 +349,31 @@ def _submit_chunks(
     ]
 
 
-def _finished(futures: list) -> Iterator[ChunkResult]:
-    """The chunk tasks' results as they end; a failed chunk raises and fails the flow."""
-    for future in as_completed(futures):
-        yield future.result()
+def _finished(futures: list[PrefectFuture], progress: UUID) -> Iterator[ChunkResult]:
+    """The chunk tasks' results as they end; a failed chunk raises and fails the flow.
+
+    Meanwhile the flow's `progress` artifact is kept at the mean of the chunks' own progress
+    artifacts (100 for an ended chunk), read through the API: the chunk tasks may run in
+    other processes (Dask workers).
+    """
+    ended: queue.Queue[PrefectFuture] = queue.Queue()
+    for future in futures:
+        future.add_done_callback(ended.put)
+    running, shown = {future.task_run_id: future for future in futures}, 0.0
+    with get_client(sync_client=True) as client:
+        while running:
+            try:
+                future = ended.get(timeout=PROGRESS_POLL_SECONDS)
+                running.pop(future.task_run_id)
+            except queue.Empty:
+                future = None
+            if future is not None:
+                yield future.result()
+            done = 100.0 * (len(futures) - len(running))
+            percent = (done + sum(task_progress(client, running).values())) / len(futures)
+            if percent != shown:
+                shown = percent
+                update_progress_artifact(progress, percent)
 
 
 def _submit_fast_chunks(

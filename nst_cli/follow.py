@@ -1,5 +1,5 @@
 """Progress of flow runs that execute elsewhere (a work pool's workers, another machine),
-followed through the Prefect API: the run's state and its progress artifact.
+followed through the Prefect API: the run's state and its progress (tasks.progress).
 
 Imported by commands only: Prefect is slow to import, `nst --help` is not.
 """
@@ -14,9 +14,6 @@ from uuid import UUID, uuid4
 from prefect import tags
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    ArtifactFilterType,
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
@@ -25,6 +22,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from nst_video.tasks.progress import flow_progress
 
 POLL_SECONDS = 1.0
 Show = Callable[[str, float], None]  # (state name, percent)
@@ -51,15 +50,9 @@ def run_bar(label: str, *, enabled: bool = True) -> Iterator[Show]:
 
 
 def run_progress(client: SyncPrefectClient, run_id: UUID) -> tuple[FlowRun, float]:
-    """A flow run and its progress artifact's percent (0 before it has one)."""
-    artifacts = client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            type=ArtifactFilterType(any_=["progress"]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-        )
-    )
-    percents = [float(a.data) for a in artifacts if a.data is not None]
-    return client.read_flow_run(run_id), max(percents, default=0.0)
+    """A flow run and its progress in percent (0 before it reports any)."""
+    percent = flow_progress(client, [run_id]).get(run_id, 0.0)
+    return client.read_flow_run(run_id), percent
 
 
 def follow_run(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -158,14 +158,19 @@ def _resized(frames: Iterator[np.ndarray], output_size: Size | None) -> Iterator
         yield to_uint8(frame)
 
 
-def _counted(frames: Iterator[np.ndarray], start: int, done: list[int]) -> Iterator[np.ndarray]:
-    """Pass frames through, recording each index in `done` and telling the listeners
-    (no loss: nothing is optimized)."""
+def _counted(
+    frames: Iterator[np.ndarray],
+    start: int,
+    done: list[int],
+    progress: Callable[[FrameStats], None],
+) -> Iterator[np.ndarray]:
+    """Pass frames through, recording each index in `done` and telling `progress` (stats
+    with no loss: nothing is optimized)."""
     nan, last = float("nan"), time.perf_counter()
     for index, frame in enumerate(frames, start):
         now = time.perf_counter()
         done.append(index)
-        notify_stylized(FrameStats(index, False, 0, nan, nan, nan, nan, now - last))
+        progress(FrameStats(index, False, 0, nan, nan, nan, nan, now - last))
         last = now
         yield frame
 
@@ -184,6 +189,7 @@ def stylize_chunk_fast(
     output_size: Size | None = None,
     batch: int = DEFAULT_BATCH,
     upload: Upload = upload,
+    progress: Callable[[FrameStats], None] = notify_stylized,
 ) -> ChunkResult:
     """Stylize one chunk with the network in `model` into a staged segment, or resume it.
 
@@ -210,7 +216,7 @@ def stylize_chunk_fast(
         net, _as_float(frames), batch=batch, original_colors=settings.original_colors
     )
     done: list[int] = []
-    counted = _counted(_resized(styled, output_size), chunk.start, done)
+    counted = _counted(_resized(styled, output_size), chunk.start, done, progress)
     write_segment(counted, segment, info.avg_fps, crf, upload)
     result = ChunkResult(
         index=chunk.index,

@@ -8,6 +8,7 @@ once across all workers (one per GPU). Without that limit, nothing is capped.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from prefect.states import State
 from nst_video.nst_core.errors import NSTError
 from nst_video.tasks import assemble as assembly
 from nst_video.tasks import fast, memory_guard, quality, staging, storage, stylize, train, video
+from nst_video.tasks.progress import FrameProgress
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -55,13 +57,30 @@ def _uploading_as_tasks(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _chunk_body(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` (a chunk's stylization) with its uploads as upload-staged task runs and its
+    frames counted in the task run's own progress artifact, seen from any machine."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        chunk = signature.bind(*args, **kwargs).arguments["chunk"]
+        total, description = chunk.warmup + chunk.count, f"frames of {chunk.name}"
+        frames = FrameProgress(total, description, also=stylize.notify_stylized)
+        result = fn(*args, **{**kwargs, "upload": upload_staged, "progress": frames})
+        frames.finish()
+        return result
+
+    return run
+
+
 probe = task(video.probe, name="probe", **RETRIES)
 # A task, so that with a Dask runner the memory is measured where the chunks will run.
 plan_video_size = task(memory_guard.plan_video_size, name="memory-guard")
 scene_cuts = task(stylize.scene_cuts_in_range, name="scene-cuts")
 # Retried on transient storage failures too: fetching inputs, reading markers.
 stylize_chunk = task(
-    _uploading_as_tasks(stylize.stylize_chunk),
+    _chunk_body(stylize.stylize_chunk),
     name="stylize-chunk",
     tags=["gpu"],
     task_run_name="stylize {chunk.name} (frames {chunk.start}+{chunk.count})",
@@ -75,7 +94,7 @@ stylize_keyframe = task(
     **RETRIES,
 )
 stylize_chunk_fast = task(
-    _uploading_as_tasks(fast.stylize_chunk_fast),
+    _chunk_body(fast.stylize_chunk_fast),
     name="stylize-chunk-fast",
     tags=["gpu"],
     task_run_name="stylize {chunk.name} fast (frames {chunk.start}+{chunk.count})",

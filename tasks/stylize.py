@@ -242,6 +242,7 @@ def stylize_chunk(
     batch: int = 1,
     keyframes: Sequence[str] = (),
     upload: Upload = upload,
+    progress: Callable[[FrameStats], None] = notify_stylized,
 ) -> ChunkResult:
     """Stylize one chunk into a silent video segment in `staging`, or return it if done.
 
@@ -255,6 +256,7 @@ def stylize_chunk(
     size the frames are stylized at and `output_size` the size they are encoded at. A
     marker records the processing size; one made at another size is not resumed. `batch`
     > 1 lets this chunk's frames share batched steps with chunks in other threads.
+    `progress` receives each frame's stats, warm-up frames included.
     """
     segment = segment_uri(staging, chunk)
     if done := finished_chunk(segment, processing):
@@ -273,7 +275,7 @@ def stylize_chunk(
         info=info,
         cuts=[c for c in cuts if chunk.first_decoded < c < end],
         keyframes=[load_keyframe(fetch_cached(uri, cache)) for uri in keyframes],
-        progress=notify_stylized,
+        progress=progress,
         size=processing.longest if processing else None,
         output_size=output_size,
     )

@@ -94,8 +94,12 @@ def test_run_shows_progress_table_and_link_in_the_ui(prefect_api_url, basic, sty
     )
     assert state.is_completed()
     artifacts = _artifacts(state)
-    by_type = {a.type: a for a in artifacts}
-    assert float(by_type["progress"].data) == 100.0
+    progress = [a for a in artifacts if a.type == "progress"]
+    assert [float(a.data) for a in progress if a.task_run_id is None] == [100.0]  # the flow's
+    of_chunks = {a.description: float(a.data) for a in progress if a.task_run_id}
+    chunks = state.result()["chunks"]
+    assert len(chunks) > 1
+    assert of_chunks == {f"frames of chunk_{c['index']:04d}": 100.0 for c in chunks}
     markdown = [a.data for a in artifacts if a.type == "markdown"]
     assert any("| chunk |" in m and "| 1 |" in m for m in markdown)
     assert any("data:image/jpeg;base64," in m for m in markdown)
