@@ -22,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nst_video.nst_core.errors import InvalidInputError
+from nst_video.nst_core.weights.cache import cache_dir
 from nst_video.tasks import storage
 
 STAGING_FOLDER = ".nst-staging"  # beside an S3 destination; hidden, so never a batch input
 WORK_DIR_ENV = "NST_WORK_DIR"
-CACHE_DIR_ENV = "NST_CACHE_DIR"
 MARKER_SUFFIX = ".json"
 _JOB_ID_RE = re.compile(r"[0-9a-f]{16}")  # tasks.plan.job_id
 
@@ -39,9 +39,9 @@ def default_work_dir() -> str:
 
 
 def cache_root() -> Path:
-    """This machine's cache of staged files (`NST_CACHE_DIR`), one folder per job."""
-    root = os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "nst-video" / "staged"
-    return Path(root)
+    """This machine's cache of staged files, one folder per job: `staged/` in the cache root
+    ($NST_CACHE_DIR or ~/.cache/nst-video), beside the weights and trained models."""
+    return cache_dir() / "staged"
 
 
 def work_root(work_dir: str | None, destination: str) -> str:

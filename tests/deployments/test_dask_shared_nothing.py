@@ -34,7 +34,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from nst_video.flows.dask_runner import dask_task_runner
 from nst_video.flows.stylize_video import run_stylize_video
 from nst_video.nst_core.settings import make_video_settings
-from nst_video.tasks import staging, video
+from nst_video.tasks import video
 from tests.deployments.conftest import free_port, job_files, stop
 from tests.s3 import admin_client
 
@@ -98,7 +98,7 @@ def test_chunks_run_on_two_dask_cli_workers_sharing_nothing(
     s3.upload_file(str(basic), s3_bucket, "in/clip.mp4")
     s3.upload_file(str(assets / "styles" / "starry_night.jpg"), s3_bucket, "styles/starry.jpg")
     source, destination = f"s3://{s3_bucket}/in/clip.mp4", f"s3://{s3_bucket}/out/x.mp4"
-    monkeypatch.setenv(staging.CACHE_DIR_ENV, str(tmp_path / "flow-cache"))
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "flow-cache"))
     with (
         temporary_settings({PREFECT_API_URL: cluster_env["PREFECT_API_URL"]}),
         distributed.Client(cluster, timeout=60) as client,
@@ -142,7 +142,7 @@ def _assert_no_staging(s3: BaseClient, bucket: str, root: Path, job: str) -> Non
     assert {o["Key"] for o in listing} == {
         "in/clip.mp4", "styles/starry.jpg", "out/x.mp4", "out/x.mp4.json",
     }  # fmt: skip
-    assert not (root / "flow-cache" / job).exists()
+    assert not (root / "flow-cache" / "staged" / job).exists()
     for name in WORKERS:
         cache = root / name / ".cache" / "nst-video" / "staged" / job
         left = job_files(root / name)

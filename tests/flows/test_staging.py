@@ -51,8 +51,8 @@ def style(assets) -> str:
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     """This machine's cache of staged files, in the test's folder."""
-    monkeypatch.setenv(staging.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    return tmp_path / "cache"
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "staged"
 
 
 def _keys(bucket: str, prefix: str) -> list[str]:
@@ -115,7 +115,7 @@ def test_killed_job_resumes_on_another_machine(
     env = {
         **os.environ,
         "HOME": str(machine_a),
-        staging.CACHE_DIR_ENV: str(machine_a / "cache"),
+        "NST_CACHE_DIR": str(machine_a / "cache"),
         "PREFECT_API_URL": prefect_api_url,
         "PYTHONPATH": os.pathsep.join(sys.path),
     }
@@ -136,7 +136,7 @@ def test_killed_job_resumes_on_another_machine(
     assert "1 unfinished job(s)" in listed and "2 chunk(s) done" in listed, listed
 
     monkeypatch.setenv("HOME", str(tmp_path / "machine-b"))
-    monkeypatch.setenv(staging.CACHE_DIR_ENV, str(tmp_path / "machine-b" / "cache"))
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "machine-b" / "cache"))
     manifest = stylize_video(source, [style], out, FAST, chunk_frames=4, overlap=2, work_dir=work)
     assert [c["resumed"] for c in manifest["chunks"]] == [True, True, False]
     assert [k["resumed"] for k in manifest["keyframes"]] == [True]
@@ -233,7 +233,7 @@ def test_nst_work_dir_may_name_an_s3_prefix(tmp_path, monkeypatch):
     monkeypatch.setenv("NST_WORK_DIR", "s3://bucket/jobs")
     monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path / "cache"))
     assert staging.work_root(None, str(tmp_path / "out.mp4")) == "s3://bucket/jobs"
-    assert staging.local_work_dir(None) == tmp_path / "cache"  # no "s3:" folder made
+    assert staging.local_work_dir(None) == tmp_path / "cache" / "staged"  # no "s3:" folder made
     assert staging.local_work_dir(str(tmp_path / "w")) == tmp_path / "w"
     monkeypatch.setenv("NST_WORK_DIR", str(tmp_path / "jobs"))
     assert staging.local_work_dir(None) == tmp_path / "jobs"
