@@ -397,7 +397,10 @@ def _submit_fast_chunks(
 def _check_pool(root: str, is_fast: bool, deployment: str) -> None:
     """Chunks on a pool: optimization mode, a staging every worker reads, the deployment."""
     if is_fast:
-        raise InvalidSettingsError("--fan-out pool runs optimization chunks, not --mode fast")
+        raise InvalidSettingsError(
+            "--fan-out pool runs optimization chunks, not --mode fast (a fast chunk costs less "
+            "than its run's start): fan fast videos out per video, with nst batch"
+        )
     if not storage.parse_uri(root).is_s3:
         raise InvalidSettingsError(
             f"--fan-out pool needs the job's staging on S3 (the pool's workers cannot read "

@@ -264,7 +264,9 @@ def test_missing_s3_input_fails_with_one_clear_error(prefect_api_url, s3_bucket,
     [
         ({}, r"needs the job's staging on S3 \(the pool's workers cannot read the local .*\): "
          r"give an s3:// --work-dir or an s3:// output"),
-        ({"mode": "fast", "model": "m.keras"}, "runs optimization chunks, not --mode fast"),
+        ({"mode": "fast", "model": "m.keras"}, r"runs optimization chunks, not --mode fast "
+         r"\(a fast chunk costs less than its run's start\): fan fast videos out per video, "
+         r"with nst batch"),
     ],
 )  # fmt: skip
 def test_chunks_on_a_pool_need_s3_staging_and_optimization(
