@@ -1,10 +1,11 @@
-"""A worker killed mid-chunk (its machine gone): a rerun on another worker finishes the job,
+"""A worker killed mid-chunk (its machine gone): its run turns Crashed by the shipped
+automation once its heartbeats stop, and a rerun on another worker finishes the job,
 recomputing only the chunks that had no completion marker.
 
 Real server, the on-demand deployment, process workers in their own homes, moto's S3: the
-video's run goes to W1 (alone on the pool); once one chunk's marker is in the bucket, W1 and
-every process under it get SIGKILL (the flow run's process runs in a session of its own, so
-the group is not enough). W2 then takes the rerun of the batch.
+video's run goes to W1 (alone on the pool, heartbeats every 30 s); once one chunk's marker is
+in the bucket, W1 and every process under it get SIGKILL (the flow run's process runs in a
+session of its own, so the group is not enough). W2 then takes the rerun of the batch.
 """
 
 from __future__ import annotations
@@ -18,13 +19,41 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
 from nst_video.deployments.validate import PREFECT_YAML
-from tests.deployments.conftest import WAIT_SECONDS, prefect_cli, start_worker, stop
+from tests.deployments.conftest import WAIT_SECONDS, flow_runs, prefect_cli, start_worker, stop
 from tests.s3 import admin_client
 
 NST = str(Path(sys.executable).with_name("nst"))
 SETTINGS = ("--size", "64", "--first-iterations", "10", "--iterations", "20", "--tolerance", "0")
 CHUNKS = ("--chunk-frames", "3", "--overlap", "1", "--max-frames", "12")  # 4 chunks, ~2 s each
+AUTOMATIONS = PREFECT_YAML.with_name("automations.yaml")
+HEARTBEAT_SECONDS = 30  # the least Prefect sends
+SILENT_SECONDS = 90  # the automation's window here: three missed beats (shipped: 600 s)
+
+
+KILLED_FLOWS = ("stylize-video", "stylize-batch")  # W1's run, and the batch's in the CLI
+
+
+def _crash_automation() -> str:
+    """The shipped crash-silent-flow-runs automation as JSON, its window shortened."""
+    (automation,) = yaml.safe_load(AUTOMATIONS.read_text())["automations"]
+    automation["trigger"]["within"] = SILENT_SECONDS
+    return json.dumps(automation)
+
+
+def _crashed(client, flow_name: str, deadline: float):
+    """The one `flow_name` run, once the automation has made it Crashed."""
+    while True:
+        (run,) = flow_runs(client, flow_name)
+        if run.state.is_crashed():
+            return run
+        assert run.state.is_running(), run.state  # nothing else can end it
+        assert time.monotonic() < deadline, f"the killed {flow_name} run never turned Crashed"
+        time.sleep(1)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -72,8 +101,10 @@ def test_a_job_whose_worker_was_killed_resumes_on_another(
         "-o", f"s3://{s3_bucket}/out", "--fan-out", "pool", "--concurrency", "1",
         *SETTINGS, *CHUNKS, "--json",
     ]  # fmt: skip
-    w1 = start_worker("W1", pool_env, tmp_path)
-    first = subprocess.Popen(command, env=pool_env, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    prefect_cli(pool_env, "automation", "create", "--from-json", _crash_automation())
+    beating = {**pool_env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
+    w1 = start_worker("W1", beating, tmp_path)
+    first = subprocess.Popen(command, env=beating, cwd=tmp_path, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + WAIT_SECONDS
         while not _markers(s3, s3_bucket):
@@ -82,10 +113,21 @@ def test_a_job_whose_worker_was_killed_resumes_on_another(
             time.sleep(0.1)
     finally:
         _kill_machine(w1)
-        first.kill()  # its child run stays Running on the server: nobody is left to report
+        first.kill()  # the batch's run: Crashed by the automation too
         first.wait()
     done_before = _markers(s3, s3_bucket)
     assert 1 <= len(done_before) < 4, sorted(done_before)  # killed mid-job
+
+    api = pool_env["PREFECT_API_URL"]
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        try:
+            deadline = time.monotonic() + WAIT_SECONDS
+            killed = [_crashed(client, name, deadline) for name in KILLED_FLOWS]
+        finally:  # the rerun's runs beat every 180 s (Prefect's default): not watched
+            for automation in client.read_automations_by_name("crash-silent-flow-runs"):
+                client.delete_automation(automation.id)
+    for run in killed:
+        assert "heartbeats stopped" in run.state.message, run.state.message
 
     w2 = start_worker("W2", pool_env, tmp_path)
     try:
