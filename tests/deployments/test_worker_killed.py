@@ -33,16 +33,14 @@ CHUNKS = ("--chunk-frames", "3", "--overlap", "1", "--max-frames", "12")  # 4 ch
 AUTOMATIONS = PREFECT_YAML.with_name("automations.yaml")
 HEARTBEAT_SECONDS = 30  # the least Prefect sends
 SILENT_SECONDS = 90  # the automation's window here: three missed beats (shipped: 600 s)
-
-
 KILLED_FLOWS = ("stylize-video", "stylize-batch")  # W1's run, and the batch's in the CLI
 
 
-def _crash_automation() -> str:
-    """The shipped crash-silent-flow-runs automation as JSON, its window shortened."""
+def _crash_automation() -> dict:
+    """The shipped crash-silent-flow-runs automation, its window shortened."""
     (automation,) = yaml.safe_load(AUTOMATIONS.read_text())["automations"]
     automation["trigger"]["within"] = SILENT_SECONDS
-    return json.dumps(automation)
+    return automation
 
 
 def _crashed(client, flow_name: str, deadline: float):
@@ -101,7 +99,8 @@ def test_a_job_whose_worker_was_killed_resumes_on_another(
         "-o", f"s3://{s3_bucket}/out", "--fan-out", "pool", "--concurrency", "1",
         *SETTINGS, *CHUNKS, "--json",
     ]  # fmt: skip
-    prefect_cli(pool_env, "automation", "create", "--from-json", _crash_automation())
+    automation = _crash_automation()
+    prefect_cli(pool_env, "automation", "create", "--from-json", json.dumps(automation))
     beating = {**pool_env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
     w1 = start_worker("W1", beating, tmp_path)
     first = subprocess.Popen(command, env=beating, cwd=tmp_path, stdout=subprocess.DEVNULL)
@@ -124,8 +123,8 @@ def test_a_job_whose_worker_was_killed_resumes_on_another(
             deadline = time.monotonic() + WAIT_SECONDS
             killed = [_crashed(client, name, deadline) for name in KILLED_FLOWS]
         finally:  # the rerun's runs beat every 180 s (Prefect's default): not watched
-            for automation in client.read_automations_by_name("crash-silent-flow-runs"):
-                client.delete_automation(automation.id)
+            for created in client.read_automations_by_name(automation["name"]):
+                client.delete_automation(created.id)
     for run in killed:
         assert "heartbeats stopped" in run.state.message, run.state.message
 
